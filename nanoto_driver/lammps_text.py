@@ -1,0 +1,164 @@
+"""Text LAMMPS reads and writes for nanoto: input scripts, data files, logs.
+
+Shared by both LAMMPS engines so that they run the very same commands.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from .potential import Potential
+from .structure import Structure
+
+N_TYPES = 4  # 1 design, 2 clamp, 3 load, 4 empty site
+EMPTY_TYPE = 4
+
+
+def _environment() -> jinja2.Environment:
+    from nanoto_lammps_inputs import TEMPLATE_DIR
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render(template: str, **values: object) -> str:
+    """Render ``lammps_inputs/<template>`` with strict undefined variables."""
+    return _environment().get_template(template).render(**values)
+
+
+def _fmt(x: float) -> str:
+    return repr(float(x))
+
+
+@dataclass(frozen=True)
+class ScriptSettings:
+    """Engine-independent knobs of the rendered input."""
+
+    min_style: str = "cg"
+    ftol_ev_per_a: float = 1.0e-8
+    maxiter: int = 100000
+    maxeval: int = 1000000
+    accelerator: str = "none"
+
+
+def setup_script(structure: Structure, potential: Potential, settings: ScriptSettings,
+                 data_file: str | None = None) -> str:
+    """The set-up block: box (from ``data_file`` or an empty box), potential, groups, fixes."""
+    lo, hi = structure.lattice.box_a()
+    axis = "xyz"[structure.load_axis]
+    others = [c for c in "xyz" if c != axis]
+    return render(
+        "setup.lmp.j2",
+        boundary=structure.boundary(),
+        accelerator=settings.accelerator,
+        data_file=data_file,
+        box_lo=[_fmt(v) for v in lo],
+        box_hi=[_fmt(v) for v in hi],
+        pair_style=potential.pair_style,
+        pair_coeff=potential.pair_coeff(N_TYPES),
+        n_types=N_TYPES,
+        load_mode=structure.load_mode,
+        direction=[_fmt(v) for v in structure.load_direction],
+        axis=axis,
+        area_expr=f"l{others[0]}*l{others[1]}",
+        min_style=settings.min_style,
+    )
+
+
+def state_script(structure: Structure, settings: ScriptSettings, label: str, u_a: float,
+                 dump_file: str | None = None, restore_file: str | None = None) -> str:
+    """One prescribed state: apply u, minimize, report; undo a box strain afterwards."""
+    lo, hi = structure.lattice.box_a()
+    axis = structure.load_axis
+    return render(
+        "state.lmp.j2",
+        box_lo=_fmt(lo[axis]),
+        box_hi=_fmt(hi[axis]),
+        label=label,
+        u=_fmt(u_a),
+        load_mode=structure.load_mode,
+        move=[_fmt(u_a * d) for d in structure.load_direction],
+        axis="xyz"[axis],
+        ftol=_fmt(settings.ftol_ev_per_a),
+        maxiter=settings.maxiter,
+        maxeval=settings.maxeval,
+        dump_file=dump_file,
+        restore_file=restore_file,
+    )
+
+
+def atom_types(structure: Structure, occupancy: np.ndarray) -> np.ndarray:
+    """(n_sites,) LAMMPS type per site: kind + 1, or EMPTY_TYPE where no atom sits."""
+    return np.where(occupancy, structure.kind.astype(np.int64) + 1, EMPTY_TYPE)
+
+
+def write_data_file(path: Path, structure: Structure, occupancy: np.ndarray,
+                    positions_a: np.ndarray, title: str = "nanoto design") -> None:
+    """Write every site as an atom (id = site + 1); empty sites get type 4.
+
+    Positions are written with 17 significant digits, so they read back bit for bit.
+    """
+    lo, hi = structure.lattice.box_a()
+    types = atom_types(structure, occupancy)
+    lines = [f"# {title}: types 1 design, 2 clamp, 3 load, 4 empty site", "",
+             f"{structure.n_sites} atoms", f"{N_TYPES} atom types", ""]
+    lines += [f"{_fmt(lo[a])} {_fmt(hi[a])} {c}lo {c}hi" for a, c in enumerate("xyz")]
+    lines += ["", "Atoms # atomic", ""]
+    body = "\n".join(
+        f"{s + 1} {types[s]} {_fmt(x)} {_fmt(y)} {_fmt(z)}"
+        for s, (x, y, z) in enumerate(positions_a)
+    )
+    path.write_text("\n".join(lines) + "\n" + body + "\n")
+
+
+@dataclass(frozen=True)
+class MinStats:
+    """What a LAMMPS log says about one minimization."""
+
+    stop_reason: str
+    iterations: int
+    force_evaluations: int
+
+
+@dataclass(frozen=True)
+class StateReport:
+    """The NANOTO_RESULT line of one state plus its minimization stats."""
+
+    label: str
+    u_a: float
+    pe_ev: float
+    fnorm_ev_per_a: float
+    reaction_ev_per_a: float
+    natoms: int
+    stats: MinStats
+
+
+_STATS = re.compile(
+    r"Stopping criterion = (?P<reason>[^\n]+?)\s*\n.*?"
+    r"Iterations, force evaluations = (?P<it>\d+) (?P<ev>\d+)",
+    re.S,
+)
+_RESULT = re.compile(r"^NANOTO_RESULT (.*)$", re.M)
+
+
+def parse_log(text: str) -> list[StateReport]:
+    """Pair every minimization block of a LAMMPS log with the NANOTO_RESULT line after it."""
+    stats = [MinStats(m["reason"], int(m["it"]), int(m["ev"])) for m in _STATS.finditer(text)]
+    results = [dict(kv.split("=", 1) for kv in m.group(1).split()) for m in _RESULT.finditer(text)]
+    if len(stats) != len(results):
+        raise ValueError(f"log has {len(stats)} minimizations but {len(results)} result lines")
+    return [
+        StateReport(r["label"], float(r["u"]), float(r["pe"]), float(r["fnorm"]),
+                    float(r["reaction"]), int(float(r["natoms"])), s)
+        for r, s in zip(results, stats)
+    ]

@@ -1,0 +1,159 @@
+"""Stiffness from the symmetric curvature of the relaxed energy (method.md §3-4).
+
+One batch of states (0, +δ, -δ) gives
+
+    K_sym   = (E(+δ) + E(-δ) - 2 E(0)) / δ²      the objective
+    K_fwd   = 2 (E(+δ) - E(0)) / δ²              reported only (biased by residual force)
+    K_force = (R(+δ) - R(-δ)) / (2 δ)            cross-check from the reaction force
+    α_i     = (e_i(+δ) + e_i(-δ) - 2 e_i(0)) / δ²,   Σ α_i = K_sym
+
+Energy differences are summed atom by atom with ``math.fsum`` instead of
+subtracting two totals of ~10^4-10^6 eV: the totals carry round-off of one ulp
+(and LAMMPS' own total depends on the domain decomposition), which would put a
+relative noise of ~ulp(E) / (K δ²) into K_sym.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engine import Engine, RelaxResult
+from .errors import DisplacementError, RelaxationError
+from .structure import Structure
+
+STATES = (0.0, 1.0, -1.0)  # multiples of δ, relaxed in this order (±δ warm-start from 0)
+
+
+@dataclass(frozen=True)
+class StateDiagnostics:
+    """Per-state minimizer figures."""
+
+    u_a: float
+    iterations: int
+    force_evaluations: int
+    fnorm_ev_per_a: float
+    converged: bool
+    stop_reason: str
+    energy_ev: float
+    engine_energy_ev: float
+    reaction_ev_per_a: float
+    max_nonaffine_a: float
+    wall_s: float
+
+
+@dataclass(frozen=True, eq=False)
+class StiffnessResult:
+    """K_sym and friends for one design. Stiffnesses in eV/Å², α in eV/Å² per site.
+
+    ``alpha`` is (n_sites,), exactly 0 at empty sites. ``relaxed`` holds the raw
+    results of the states in STATES order.
+    """
+
+    delta_a: float
+    k_sym_ev_per_a2: float
+    k_fwd_ev_per_a2: float
+    k_force_ev_per_a2: float
+    alpha: np.ndarray
+    states: tuple[StateDiagnostics, ...]
+    relaxed: tuple[RelaxResult, ...]
+
+    @property
+    def sum_alpha_ev_per_a2(self) -> float:
+        return math.fsum(self.alpha)
+
+    @property
+    def residual_force_ev_per_a(self) -> float:
+        """R(0): the residual generalized force that biases K_fwd."""
+        return self.states[0].reaction_ev_per_a
+
+    @property
+    def force_evaluations(self) -> int:
+        return sum(s.force_evaluations for s in self.states)
+
+
+def energy_difference_ev(a: RelaxResult, b: RelaxResult) -> float:
+    """E(a) - E(b) summed per site with fsum (exact rounding of the per-site differences)."""
+    return math.fsum(a.site_energies_ev - b.site_energies_ev)
+
+
+def max_nonaffine_a(structure: Structure, result: RelaxResult, reference_a: np.ndarray,
+                    occupancy: np.ndarray) -> float:
+    """Largest displacement of a present atom from ``reference_a`` plus the state's affine part (Å)."""
+    expected = reference_a + structure.affine_displacement_a(result.u_a)
+    d = np.linalg.norm(result.positions_a - expected, axis=1)
+    return float(d[occupancy].max()) if occupancy.any() else 0.0
+
+
+def _check(structure: Structure, occupancy: np.ndarray, results: Sequence[RelaxResult],
+           limit_a: float) -> list[float]:
+    """Raise on non-converged, atom-losing or tearing relaxations; return the non-affine maxima."""
+    n_present = int(occupancy.sum())
+    drifts = []
+    for n, r in enumerate(results):
+        if r.n_atoms != n_present:
+            raise DisplacementError(
+                f"u = {r.u_a:g} Å lost atoms ({r.n_atoms} of {n_present} left); reduce load.strain"
+            )
+        if not r.converged:
+            raise RelaxationError(
+                f"relaxation at u = {r.u_a:g} Å stopped on '{r.stop_reason}' after {r.iterations} "
+                f"iterations with force norm {r.fnorm_ev_per_a:.3g} eV/Å; raise minimizer.maxiter / "
+                "minimizer.maxeval or loosen minimizer.ftol_ev_per_a"
+            )
+        reference = structure.positions_a if n == 0 else results[0].positions_a
+        drift = max_nonaffine_a(structure, r, reference, occupancy)
+        if drift > limit_a:
+            what = "relaxing the design" if n == 0 else f"the displacement u = {r.u_a:g} Å"
+            raise DisplacementError(
+                f"{what} moved an atom {drift:.3g} Å beyond the prescribed motion (limit "
+                f"{limit_a:g} Å): the structure tore or collapsed; reduce load.strain, or check the "
+                "design for unstable parts (minimizer.max_nonaffine_a sets the limit)"
+            )
+        drifts.append(drift)
+    return drifts
+
+
+def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndarray, delta_a: float,
+                        max_nonaffine_a: float = 1.0,
+                        start_positions_a: np.ndarray | None = None) -> StiffnessResult:
+    """Relax (0, +δ, -δ) in one batch and reduce them to K_sym, K_fwd, K_force and α.
+
+    Parameters
+    ----------
+    occupancy : (n_sites,) bool
+    delta_a : δ in Å (> 0)
+    start_positions_a : (n_sites, 3) start of the 0 state (default: lattice sites)
+    """
+    if not delta_a > 0:
+        raise ValueError(f"delta must be positive, got {delta_a}")
+    results = engine.relax(structure, occupancy, [m * delta_a for m in STATES], start_positions_a)
+    drifts = _check(structure, occupancy, results, max_nonaffine_a)
+    zero, plus, minus = results
+    d2 = delta_a * delta_a
+    de_plus, de_minus = energy_difference_ev(plus, zero), energy_difference_ev(minus, zero)
+    k_sym = (de_plus + de_minus) / d2
+    if not k_sym > 0:
+        raise RelaxationError(
+            f"K_sym = {k_sym:.4g} eV/Å² is not positive: the design is unstable or δ is below the "
+            "minimizer noise; tighten minimizer.ftol_ev_per_a or increase load.strain"
+        )
+    alpha = (plus.site_energies_ev + minus.site_energies_ev - 2.0 * zero.site_energies_ev) / d2
+    states = tuple(
+        StateDiagnostics(r.u_a, r.iterations, r.force_evaluations, r.fnorm_ev_per_a, r.converged,
+                         r.stop_reason, r.energy_ev, r.engine_energy_ev, r.reaction_ev_per_a, drift,
+                         r.wall_s)
+        for r, drift in zip(results, drifts)
+    )
+    return StiffnessResult(
+        delta_a=delta_a,
+        k_sym_ev_per_a2=k_sym,
+        k_fwd_ev_per_a2=2.0 * de_plus / d2,
+        k_force_ev_per_a2=(plus.reaction_ev_per_a - minus.reaction_ev_per_a) / (2.0 * delta_a),
+        alpha=alpha,
+        states=states,
+        relaxed=tuple(results),
+    )
