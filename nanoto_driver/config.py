@@ -77,6 +77,9 @@ class EngineConfig(_Section):
     lmp_command: str | None = Field(None, description="lammps-exe: LAMMPS executable (default: lmp)")
     mpiexec: str = "mpiexec"
     accelerator: Literal["none", "opt"] = "none"
+    work_dir: str | None = Field(
+        None, description="lammps-exe: keep the data file, input script, dumps and log here"
+    )
 
 
 class RunConfig(_Section):
@@ -107,8 +110,19 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got '{pair}'")
-        _set_dotted(tree, key.strip(), yaml.safe_load(text))
+        _set_dotted(tree, key.strip(), _parse_value(text))
     return tree
+
+
+def _parse_value(text: str) -> Any:
+    """YAML scalar or list; '1e-3' is a number too (YAML 1.1 would keep it a string)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

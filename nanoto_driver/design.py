@@ -49,7 +49,7 @@ def initial_occupancy(design: DesignConfig, structure: Structure, base_dir: str 
 
 def components(structure: Structure, occupancy: np.ndarray) -> np.ndarray:
     """Label of the first-shell connected component of every site; -1 on empty sites."""
-    src, dst = neighbor_pairs(structure.lattice.cells, structure.periodic, shell=1)
+    src, dst, _ = neighbor_pairs(structure.lattice.cells, structure.periodic, shell=1)
     keep = occupancy[src] & occupancy[dst]
     n = structure.n_sites
     graph = coo_matrix((np.ones(keep.sum()), (src[keep], dst[keep])), shape=(n, n)).tocsr()

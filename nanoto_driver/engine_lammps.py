@@ -23,6 +23,7 @@ from .lammps_runtime import mpi_comm, new_instance
 from .lammps_text import (
     ScriptSettings,
     atom_types,
+    box_reset_command,
     parse_log,
     render,
     setup_script,
@@ -103,6 +104,9 @@ class LammpsEngine:
         results: list[RelaxResult] = []
         for n, u in enumerate(states_a):
             if n > 0:
+                reset = box_reset_command(structure)
+                if reset:  # back to the reference box before restoring positions in it
+                    self._lmp.command(reset)
                 self._scatter_positions(ids, results[0].positions_a[ids - 1])
             results.append(self._relax_one(structure, occupancy, ids, float(u), n))
         return results

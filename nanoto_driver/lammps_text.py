@@ -76,25 +76,33 @@ def setup_script(structure: Structure, potential: Potential, settings: ScriptSet
 
 
 def state_script(structure: Structure, settings: ScriptSettings, label: str, u_a: float,
-                 dump_file: str | None = None, restore_file: str | None = None) -> str:
-    """One prescribed state: apply u, minimize, report; undo a box strain afterwards."""
-    lo, hi = structure.lattice.box_a()
-    axis = structure.load_axis
+                 dump_file: str | None = None, restore_label: str | None = None) -> str:
+    """One prescribed state: reset the box, restore the relaxed positions of state
+    ``restore_label`` (from its dump), apply u, minimize, report, dump."""
     return render(
         "state.lmp.j2",
-        box_lo=_fmt(lo[axis]),
-        box_hi=_fmt(hi[axis]),
+        box_reset=box_reset_command(structure),
         label=label,
         u=_fmt(u_a),
         load_mode=structure.load_mode,
         move=[_fmt(u_a * d) for d in structure.load_direction],
-        axis="xyz"[axis],
+        axis="xyz"[structure.load_axis],
         ftol=_fmt(settings.ftol_ev_per_a),
         maxiter=settings.maxiter,
         maxeval=settings.maxeval,
         dump_file=dump_file,
-        restore_file=restore_file,
+        restore_file=f"state_{restore_label}.dump" if restore_label else None,
+        restore_label=restore_label,
     )
+
+
+def box_reset_command(structure: Structure) -> str | None:
+    """Command that puts a box-loaded structure back into its reference box (None otherwise)."""
+    if structure.load_mode != "box":
+        return None
+    lo, hi = structure.lattice.box_a()
+    a = structure.load_axis
+    return f"change_box      all {'xyz'[a]} final {_fmt(lo[a])} {_fmt(hi[a])} remap units box"
 
 
 def atom_types(structure: Structure, occupancy: np.ndarray) -> np.ndarray:

@@ -49,17 +49,22 @@ def shell_radius(shell: int) -> float:
 
 def neighbor_pairs(
     cells: tuple[int, int, int], periodic: tuple[bool, bool, bool], shell: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """Directed site pairs (src, dst) of one shell on a block of cells.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Directed site pairs of one shell on a block of cells.
 
     Neighbours wrap along periodic axes and are dropped past free faces.
-    Both arrays are (P,) int64 site indices; every bond appears in both directions.
+
+    Returns
+    -------
+    src, dst : (P,) int64 site indices; every bond appears in both directions
+    vec : (P, 3) float, lattice vector from src to dst in units of a0 (tells
+        periodic images of the same pair apart)
     """
     grid = (4, *cells)
     n = int(np.prod(grid))
     idx = np.indices(grid).reshape(4, -1)
     offsets = shell_offsets(shell)
-    srcs, dsts = [], []
+    srcs, dsts, vecs = [], [], []
     for b, b2, *delta in offsets:
         on_b = idx[0] == b
         ijk = idx[1:, on_b] + np.array(delta)[:, None]
@@ -73,6 +78,8 @@ def neighbor_pairs(
         dst = np.ravel_multi_index((np.full(keep.sum(), b2), *ijk[:, keep]), grid)
         srcs.append(src)
         dsts.append(dst)
+        vec = np.array(delta, float) + FCC_BASIS[b2] - FCC_BASIS[b]
+        vecs.append(np.broadcast_to(vec, (src.size, 3)))
     src, dst = np.concatenate(srcs), np.concatenate(dsts)
     assert src.size == 0 or (src.max() < n and dst.max() < n)
-    return src.astype(np.int64), dst.astype(np.int64)
+    return src.astype(np.int64), dst.astype(np.int64), np.concatenate(vecs)

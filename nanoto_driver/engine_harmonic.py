@@ -1,0 +1,102 @@
+"""Engine ``harmonic``: an analytic test double for fast unit tests of the loop.
+
+A linear central-spring network on first-shell bonds with a uniform bond
+pre-tension ``t``. With w the (n, 3) displacements from the lattice and
+s_b = n_b · (w_j - w_i) the linearized stretch of bond b,
+
+    E = n_atoms e_coh + Σ_b (½ k s_b² + t s_b)
+
+Interior pre-tensions cancel, surface ones do not: like surface stress they
+leave a residual force on the load group, so K_fwd = K + 2 R(0)/δ exactly while
+K_sym = K for every δ (E is exactly quadratic). The relaxed state is one sparse
+linear solve. Not evidence of physics: LAMMPS is the engine for that.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.sparse import coo_matrix, csr_matrix, diags
+from scipy.sparse.linalg import spsolve
+
+from .config import RunConfig
+from .engine import RelaxResult, empty_to_lattice
+from .errors import EngineError, RelaxationError
+from .shells import neighbor_pairs
+from .structure import DESIGN, Structure
+
+
+class HarmonicEngine:
+    """Spring constant ``k`` (eV/Å²), pre-tension ``t`` (eV/Å), cohesive energy (eV/atom)."""
+
+    name = "harmonic"
+    ranks = 1
+
+    def __init__(self, config: RunConfig | None = None, potential: object = None, *, k: float = 1.0,
+                 t: float = 0.05, e_coh: float = -3.36, a0_a: float = 4.05) -> None:
+        self.k, self.t, self.e_coh, self.a0_a = k, t, e_coh, a0_a
+
+    def lattice_constant_a(self) -> float:
+        return self.a0_a
+
+    def close(self) -> None:
+        pass
+
+    def _bonds(self, structure: Structure, occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray, csr_matrix]:
+        """Bond ends (i, j) and the (n_bonds, 3 n_sites) stretch operator B with s = B w."""
+        src, dst, vec = neighbor_pairs(structure.lattice.cells, structure.periodic, shell=1)
+        keep = (src < dst) & occupancy[src] & occupancy[dst]
+        i, j, v = src[keep], dst[keep], vec[keep]
+        unit = v / np.linalg.norm(v, axis=1, keepdims=True)
+        rows = np.repeat(np.arange(i.size), 6)
+        cols = np.stack([3 * i, 3 * i + 1, 3 * i + 2, 3 * j, 3 * j + 1, 3 * j + 2], axis=1).reshape(-1)
+        vals = np.concatenate([-unit, unit], axis=1).reshape(-1)
+        b = coo_matrix((vals, (rows, cols)), shape=(i.size, 3 * structure.n_sites)).tocsr()
+        return i, j, b
+
+    def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
+              start_positions_a: np.ndarray | None = None) -> list[RelaxResult]:
+        if structure.load_mode != "group":
+            raise EngineError("the harmonic test double supports group loading only")
+        i, j, b = self._bonds(structure, occupancy)
+        stiff = (self.k * (b.T @ b)).tocsr()
+        force0 = -self.t * np.asarray(b.sum(axis=0)).ravel()  # -dE/dw at w = 0
+        free_site = occupancy & (structure.kind == DESIGN)
+        free = np.flatnonzero(np.repeat(free_site, 3))
+        driven = np.repeat(structure.kind == 2, 3)
+        # a whisper of on-site stiffness keeps dangling atoms from making K singular
+        k_ff = stiff[free][:, free] + diags(np.full(free.size, 1e-9 * self.k))
+        out = []
+        for u in states_a:
+            t0 = time.perf_counter()
+            w = np.zeros(3 * structure.n_sites)
+            w[driven] = np.tile(u * structure.load_direction, int(driven.sum()) // 3)
+            rhs = force0[free] - stiff[free] @ w
+            w[free] = spsolve(k_ff.tocsc(), rhs)
+            if not np.all(np.isfinite(w)):
+                raise RelaxationError("harmonic network is singular: the design has a mechanism")
+            out.append(self._result(structure, occupancy, i, j, b, stiff, force0, w, float(u),
+                                    time.perf_counter() - t0))
+        return out
+
+    def _result(self, structure: Structure, occupancy: np.ndarray, i: np.ndarray, j: np.ndarray,
+                b: csr_matrix, stiff: csr_matrix, force0: np.ndarray, w: np.ndarray, u: float,
+                wall_s: float) -> RelaxResult:
+        s = b @ w
+        bond_e = 0.5 * self.k * s * s + self.t * s
+        site_e = np.where(occupancy, self.e_coh, 0.0)
+        np.add.at(site_e, i, 0.5 * bond_e)
+        np.add.at(site_e, j, 0.5 * bond_e)
+        grad = stiff @ w - force0  # dE/dw
+        load = np.repeat(structure.kind == 2, 3)
+        reaction = float(grad[load] @ np.tile(structure.load_direction, int(load.sum()) // 3))
+        positions = empty_to_lattice(structure, occupancy, structure.positions_a + w.reshape(-1, 3))
+        free = np.repeat(occupancy & (structure.kind == DESIGN), 3)
+        return RelaxResult(
+            u_a=u, site_energies_ev=site_e, positions_a=positions, engine_energy_ev=float(site_e.sum()),
+            reaction_ev_per_a=reaction, converged=True, stop_reason="linear solve", iterations=1,
+            force_evaluations=1, fnorm_ev_per_a=float(np.linalg.norm(grad[free])),
+            n_atoms=int(occupancy.sum()), wall_s=wall_s,
+        )

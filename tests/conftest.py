@@ -1,0 +1,61 @@
+"""Shared fixtures. LAMMPS tests skip on a laptop without LAMMPS but fail in CI (CI=true)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "workflows" / "examples"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the a0 cache of the test session away from the user's home."""
+    os.environ["NANOTO_CACHE_DIR"] = str(tmp_path_factory.mktemp("nanoto-cache"))
+
+
+def _have_lammps() -> str | None:
+    try:
+        from nanoto_driver.lammps_runtime import import_lammps
+
+        import_lammps()
+    except Exception as err:  # noqa: BLE001 - any failure means "not usable"
+        return str(err)
+    return None
+
+
+@pytest.fixture(scope="session")
+def lammps_ok() -> None:
+    """Use in every LAMMPS test: skips without LAMMPS, except in CI where it fails."""
+    problem = _have_lammps()
+    if problem is None:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true but LAMMPS is not usable: {problem}")
+    pytest.skip(f"LAMMPS not available: {problem}")
+
+
+def run_cli(*args: str, ranks: int = 1, cwd: Path | None = None, timeout: float = 600):
+    """Run ``nanoto ARGS`` in a subprocess (under mpiexec when ranks > 1)."""
+    cmd = [sys.executable, "-m", "nanoto_driver", *args]
+    if ranks > 1:
+        mpiexec = Path(sys.executable).parent / "mpiexec"
+        cmd = [str(mpiexec), "-n", str(ranks), *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+def evaluate_json(config: Path | str, *sets: str, engine: str | None = None, ranks: int = 1) -> dict:
+    """``nanoto evaluate CONFIG --json`` as a dict; fails the test with stderr on error."""
+    args = ["evaluate", str(config), "--json", *[x for s in sets for x in ("--set", s)]]
+    if engine:
+        args += ["--engine", engine]
+    proc = run_cli(*args, ranks=ranks)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
