@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,17 +17,36 @@ from . import __version__
 from .errors import NanotoError
 
 
-def _rank() -> int:
-    if "mpi4py" not in sys.modules:
-        return 0
-    from mpi4py import MPI
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 
-    return MPI.COMM_WORLD.Get_rank()
+
+def _rank() -> int:
+    """MPI rank, read from the launcher's environment so mpi4py need not be imported yet."""
+    if "mpi4py" in sys.modules:
+        from mpi4py import MPI
+
+        return int(MPI.COMM_WORLD.Get_rank())
+    for name in _RANK_VARIABLES:
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
 
 
 def _say(text: str, stream: Any = None) -> None:
     if _rank() == 0:
         print(text, file=stream or sys.stdout, flush=True)
+
+
+def _setup_logging(quiet: bool) -> None:
+    """Progress lines on stderr from rank 0; ``--quiet`` keeps only errors."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("nanoto: %(message)s"))
+    logger = logging.getLogger("nanoto")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING if quiet or _rank() != 0 else logging.INFO)
+    logger.propagate = False
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -38,23 +58,26 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import logging
     import time
 
     from .config import load_config
     from .design import initial_occupancy
     from .evaluate import evaluate, open_problem, summary
 
+    log = logging.getLogger("nanoto")
+
     overrides = list(args.set or [])
     if args.engine:
         overrides.append(f"engine.name={args.engine}")
     config = load_config(args.config, overrides)
+    _setup_logging(args.quiet)
     t0 = time.perf_counter()
     problem = open_problem(config)
     try:
         occupancy = initial_occupancy(config.design, problem.structure, config.base_dir)
-        _say(f"nanoto evaluate: {config.name}: {config.domain.load_case}, {int(occupancy.sum())} atoms, "
-             f"a0 = {problem.a0_a:.6f} Å, δ = {problem.delta_a():.4g} Å, engine {problem.engine.name}",
-             sys.stderr)
+        log.info(f"evaluate {config.name}: {config.domain.load_case}, {int(occupancy.sum())} atoms, "
+                 f"a0 = {problem.a0_a:.6f} Å, δ = {problem.delta_a():.4g} Å, engine {problem.engine.name}")
         result = evaluate(problem, occupancy)
         ranks = getattr(problem.engine, "ranks", 1)
         record = summary(problem, occupancy, result, time.perf_counter() - t0, ranks)
@@ -99,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set load.strain=5e-4 (repeatable)")
     p.add_argument("--engine", help="engine name: lammps, lammps-exe or harmonic")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_evaluate)
     return parser
 

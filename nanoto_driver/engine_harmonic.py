@@ -44,7 +44,8 @@ class HarmonicEngine:
     def close(self) -> None:
         pass
 
-    def _bonds(self, structure: Structure, occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray, csr_matrix]:
+    def _bonds(self, structure: Structure,
+               occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray, csr_matrix]:
         """Bond ends (i, j) and the (n_bonds, 3 n_sites) stretch operator B with s = B w."""
         src, dst, vec = neighbor_pairs(structure.lattice.cells, structure.periodic, shell=1)
         keep = (src < dst) & occupancy[src] & occupancy[dst]

@@ -61,10 +61,13 @@ def format_info(info: dict[str, Any]) -> str:
     lines = [f"nanoto {info['nanoto']} on Python {info['python']} ({info['platform']})"]
     lines.append("packages: " + ", ".join(f"{k} {v or '-'}" for k, v in info["packages"].items()))
     lam = info["lammps"]
-    lines.append("LAMMPS: " + (lam.get("error") or
-                               f"{lam['version']}, MPI {lam['mpi_support']}, styles {', '.join(lam['eam_styles'])}"))
+    if "error" in lam:
+        lines.append(f"LAMMPS: {lam['error']}")
+    else:
+        styles = ", ".join(lam["eam_styles"])
+        lines.append(f"LAMMPS: {lam['version']}, MPI {lam['mpi_support']}, styles {styles}")
     mpi = info["mpi"]
-    lines.append("MPI: " + (f"{mpi['library']} ({mpi['ranks']} rank(s) now)" if mpi else "mpi4py not installed"))
+    lines.append("MPI: " + (f"{mpi['library']} ({mpi['ranks']} rank(s) now)" if mpi else "not installed"))
     lines.append(f"engines: {', '.join(info['engines'])}")
     lines.append(f"lmp: {info['lmp_executable'] or 'not found'}; mpiexec: {info['mpiexec'] or 'not found'}")
     lines.append(f"potentials: {info['potentials_dir'] or 'not found'}")

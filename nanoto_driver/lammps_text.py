@@ -168,5 +168,5 @@ def parse_log(text: str) -> list[StateReport]:
     return [
         StateReport(r["label"], float(r["u"]), float(r["pe"]), float(r["fnorm"]),
                     float(r["reaction"]), int(float(r["natoms"])), s)
-        for r, s in zip(results, stats)
+        for r, s in zip(results, stats, strict=True)
     ]

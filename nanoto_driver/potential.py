@@ -108,7 +108,8 @@ def resolve_path(name: str, base_dir: str | Path = ".") -> Path:
     )
 
 
-def load_potential(name: str, element: str, pair_style: str = "auto", base_dir: str | Path = ".") -> Potential:
+def load_potential(name: str, element: str, pair_style: str = "auto",
+                   base_dir: str | Path = ".") -> Potential:
     """Resolve, read and fingerprint a potential; check that it has ``element``."""
     path = resolve_path(name, base_dir)
     style = _style_from_name(path) if pair_style == "auto" else pair_style

@@ -6,7 +6,7 @@ the full cubic symmetry and never depend on relaxed positions.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from .lattice import FCC_BASIS
 _SHELL_R2_HALF = (2, 4, 6, 8, 10, 12)
 
 
-@lru_cache(maxsize=None)
+@cache
 def shell_offsets(shell: int) -> np.ndarray:
     """Neighbour offsets of shell ``shell`` (1-based).
 

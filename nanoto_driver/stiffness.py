@@ -15,6 +15,7 @@ relative noise of ~ulp(E) / (K δ²) into K_sym.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from .engine import Engine, RelaxResult
 from .errors import DisplacementError, RelaxationError
 from .structure import Structure
 
+log = logging.getLogger("nanoto")
 STATES = (0.0, 1.0, -1.0)  # multiples of δ, relaxed in this order (±δ warm-start from 0)
 
 
@@ -131,6 +133,9 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
     if not delta_a > 0:
         raise ValueError(f"delta must be positive, got {delta_a}")
     results = engine.relax(structure, occupancy, [m * delta_a for m in STATES], start_positions_a)
+    for r in results:
+        log.info("state u = %+.4g Å: %s after %d iterations, %d force evaluations, |F| = %.2g eV/Å, %.2f s",
+                 r.u_a, r.stop_reason, r.iterations, r.force_evaluations, r.fnorm_ev_per_a, r.wall_s)
     drifts = _check(structure, occupancy, results, max_nonaffine_a)
     zero, plus, minus = results
     d2 = delta_a * delta_a
@@ -146,7 +151,7 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
         StateDiagnostics(r.u_a, r.iterations, r.force_evaluations, r.fnorm_ev_per_a, r.converged,
                          r.stop_reason, r.energy_ev, r.engine_energy_ev, r.reaction_ev_per_a, drift,
                          r.wall_s)
-        for r, drift in zip(results, drifts)
+        for r, drift in zip(results, drifts, strict=True)
     )
     return StiffnessResult(
         delta_a=delta_a,

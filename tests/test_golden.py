@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanoto_driver.config import DomainConfig, build_config
+from nanoto_driver.config import DesignConfig, DomainConfig, build_config
 from nanoto_driver.design import initial_occupancy
-from nanoto_driver.config import DesignConfig
 from nanoto_driver.engine_lammps_exe import LammpsExeEngine
 from nanoto_driver.lammps_text import ScriptSettings, render, setup_script, write_data_file
 from nanoto_driver.load_cases import build_structure

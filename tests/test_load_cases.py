@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from nanoto_driver.config import DomainConfig
+from nanoto_driver.config import DesignConfig, DomainConfig
 from nanoto_driver.design import check_load_path, initial_occupancy
-from nanoto_driver.config import DesignConfig
 from nanoto_driver.errors import GeometryError
 from nanoto_driver.load_cases import build_structure
 from nanoto_driver.structure import CLAMP, DESIGN, LOAD
