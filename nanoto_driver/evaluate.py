@@ -57,13 +57,15 @@ def open_problem(config: RunConfig) -> Problem:
     return Problem(config, potential, engine, a0, structure)
 
 
-def evaluate(problem: Problem, occupancy: np.ndarray | None = None) -> StiffnessResult:
-    """K_sym of ``occupancy`` (default: the configured initial design)."""
+def evaluate(problem: Problem, occupancy: np.ndarray | None = None,
+             delta_a: float | None = None) -> StiffnessResult:
+    """K_sym of ``occupancy`` (default: the configured initial design) at δ (default: from the config)."""
     cfg = problem.config
     if occupancy is None:
         occupancy = initial_occupancy(cfg.design, problem.structure, cfg.base_dir)
     check_load_path(problem.structure, occupancy)
-    return symmetric_curvature(problem.engine, problem.structure, occupancy, problem.delta_a(),
+    delta = problem.delta_a() if delta_a is None else delta_a
+    return symmetric_curvature(problem.engine, problem.structure, occupancy, delta,
                                cfg.minimizer.max_nonaffine_a)
 
 
@@ -101,7 +103,8 @@ def summary(problem: Problem, occupancy: np.ndarray, result: StiffnessResult, wa
     return out
 
 
-EV_PER_A3_IN_GPA = 160.21766208
+#: 1 eV/Å³ in GPa (exact SI: e = 1.602176634e-19 C); LAMMPS' bar → eV/Å³ factor is its inverse x 1e-4
+EV_PER_A3_IN_GPA = 160.2176634
 
 
 def timed_evaluate(problem: Problem, occupancy: np.ndarray | None = None) -> tuple[StiffnessResult, float]:

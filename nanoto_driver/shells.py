@@ -48,8 +48,9 @@ def shell_radius(shell: int) -> float:
 
 
 def neighbor_pairs(
-    cells: tuple[int, int, int], periodic: tuple[bool, bool, bool], shell: int = 1
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cells: tuple[int, int, int], periodic: tuple[bool, bool, bool], shell: int = 1,
+    with_vectors: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Directed site pairs of one shell on a block of cells.
 
     Neighbours wrap along periodic axes and are dropped past free faces.
@@ -57,29 +58,56 @@ def neighbor_pairs(
     Returns
     -------
     src, dst : (P,) int64 site indices; every bond appears in both directions
-    vec : (P, 3) float, lattice vector from src to dst in units of a0 (tells
-        periodic images of the same pair apart)
+    vec : (P, 3) float lattice vectors from src to dst in units of a0 (tell
+        periodic images of the same pair apart), or None unless ``with_vectors``
     """
-    grid = (4, *cells)
-    n = int(np.prod(grid))
-    idx = np.indices(grid).reshape(4, -1)
-    offsets = shell_offsets(shell)
+    site = np.arange(4 * int(np.prod(cells)), dtype=np.int64).reshape(4, *cells)
     srcs, dsts, vecs = [], [], []
+    for b, b2, *delta in shell_offsets(shell):
+        src, dst = site[b], site[b2]
+        for axis, d in enumerate(delta):
+            src, dst = _shift(src, dst, axis, int(d), periodic[axis])
+        srcs.append(src.ravel())
+        dsts.append(dst.ravel())
+        if with_vectors:
+            vec = np.array(delta, float) + FCC_BASIS[b2] - FCC_BASIS[b]
+            vecs.append(np.broadcast_to(vec, (src.size, 3)))
+    return np.concatenate(srcs), np.concatenate(dsts), np.concatenate(vecs) if with_vectors else None
+
+
+def _shift(src: np.ndarray, dst: np.ndarray, axis: int, d: int, periodic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Pair grid cell c of ``src`` with cell c + d of ``dst`` along ``axis`` (wrap or truncate)."""
+    if d == 0:
+        return src, dst
+    if periodic:
+        return src, np.roll(dst, -d, axis=axis)
+    n = src.shape[axis]
+    lo, hi = max(0, -d), min(n, n - d)
+    take_src = [slice(None)] * 3
+    take_dst = [slice(None)] * 3
+    take_src[axis] = slice(lo, max(lo, hi))
+    take_dst[axis] = slice(lo + d, max(lo, hi) + d)
+    return src[tuple(take_src)], dst[tuple(take_dst)]
+
+
+def neighbor_table(cells: tuple[int, int, int], periodic: tuple[bool, bool, bool],
+                   shell: int) -> np.ndarray:
+    """(n_sites, count) int64 table of shell neighbours per site, -1 where a free face cuts it off.
+
+    Row order is site order and every row lists its neighbours in the same
+    offset order, so the table converts to CSR without sorting.
+    """
+    n = 4 * int(np.prod(cells))
+    offsets = shell_offsets(shell)
+    count = int((offsets[:, 0] == 0).sum())
+    table = np.full((4, *cells, count), -1, dtype=np.int64)
+    site = np.arange(n, dtype=np.int64).reshape(4, *cells)
+    slot = np.zeros(4, int)
     for b, b2, *delta in offsets:
-        on_b = idx[0] == b
-        ijk = idx[1:, on_b] + np.array(delta)[:, None]
-        keep = np.ones(ijk.shape[1], bool)
-        for axis in range(3):
-            if periodic[axis]:
-                ijk[axis] %= cells[axis]
-            else:
-                keep &= (ijk[axis] >= 0) & (ijk[axis] < cells[axis])
-        src = np.flatnonzero(on_b)[keep]
-        dst = np.ravel_multi_index((np.full(keep.sum(), b2), *ijk[:, keep]), grid)
-        srcs.append(src)
-        dsts.append(dst)
-        vec = np.array(delta, float) + FCC_BASIS[b2] - FCC_BASIS[b]
-        vecs.append(np.broadcast_to(vec, (src.size, 3)))
-    src, dst = np.concatenate(srcs), np.concatenate(dsts)
-    assert src.size == 0 or (src.max() < n and dst.max() < n)
-    return src.astype(np.int64), dst.astype(np.int64), np.concatenate(vecs)
+        src = np.arange(int(np.prod(cells))).reshape(cells)  # cell index grid of basis b
+        dst = site[b2]
+        for axis, d in enumerate(delta):
+            src, dst = _shift(src, dst, axis, int(d), periodic[axis])
+        table[b].reshape(-1, count)[src.ravel(), slot[b]] = dst.ravel()
+        slot[b] += 1
+    return table.reshape(n, count)

@@ -37,7 +37,7 @@ def test_shell_counts_and_radii(shell, count):
 
 
 def test_periodic_block_gives_every_site_twelve_first_neighbours():
-    src, dst, vec = neighbor_pairs((3, 3, 3), (True, True, True), 1)
+    src, dst, vec = neighbor_pairs((3, 3, 3), (True, True, True), 1, with_vectors=True)
     assert np.bincount(src, minlength=108).tolist() == [12] * 108
     np.testing.assert_allclose(np.linalg.norm(vec, axis=1), np.sqrt(0.5))
 
