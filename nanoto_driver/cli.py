@@ -37,7 +37,7 @@ def _say(text: str, stream: Any = None) -> None:
         print(text, file=stream or sys.stdout, flush=True)
 
 
-def _setup_logging(quiet: bool) -> None:
+def _setup_logging(quiet: bool, level: int = 20) -> None:
     """Progress lines on stderr from rank 0; ``--quiet`` keeps only errors."""
     import logging
 
@@ -45,7 +45,7 @@ def _setup_logging(quiet: bool) -> None:
     handler.setFormatter(logging.Formatter("nanoto: %(message)s"))
     logger = logging.getLogger("nanoto")
     logger.handlers[:] = [handler]
-    logger.setLevel(logging.WARNING if quiet or _rank() != 0 else logging.INFO)
+    logger.setLevel(logging.WARNING if quiet or _rank() != 0 else level)
     logger.propagate = False
 
 
@@ -71,7 +71,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.engine:
         overrides.append(f"engine.name={args.engine}")
     config = load_config(args.config, overrides)
-    _setup_logging(args.quiet)
+    _setup_logging(args.quiet, logging.DEBUG)  # one line per relaxed state
     t0 = time.perf_counter()
     problem = open_problem(config)
     try:
@@ -87,6 +87,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _say(json.dumps(record))
     else:
         _say(format_summary(record))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .rundir import run_in_dir
+
+    config = load_config(args.config, list(args.set or []))
+    _setup_logging(args.quiet)
+    summary = run_in_dir(config, args.output, resume=args.resume)
+    if _rank() == 0:
+        out = args.output
+        state = "converged" if summary["converged"] else summary["status"]
+        print(f"{config.name}: {state} after {summary['iterations']} iterations, K_sym = "
+              f"{summary['k_sym_ev_per_a2']:.6g} eV/Å² at volume fraction {summary['volume_fraction']:.4f} "
+              f"({summary['k_sym_ev_per_a2'] / summary['k_sym_initial_ev_per_a2']:.3f} of the full domain), "
+              f"{summary['wall_s']:.0f} s", flush=True)
+        print(f"plots: {out}/convergence.png {out}/design.png", flush=True)
+        print(f"files: {out}/run.h5 {out}/summary.json {out}/final.data {out}/final.extxyz", flush=True)
     return 0
 
 
@@ -124,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("run", help="optimize a design (BESO on lattice sites) into a run folder")
+    p.add_argument("config", help="run config YAML (see workflows/examples/)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("-o", "--output", required=True, help="run folder (run.h5, summary.json, plots)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the folder from its last iteration")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

@@ -67,8 +67,26 @@ class MinimizerConfig(_Section):
     maxiter: int = Field(100000, ge=1)
     maxeval: int = Field(1000000, ge=1)
     max_nonaffine_a: float = Field(
-        1.0, gt=0, description="largest allowed relaxation displacement beyond the prescribed one"
+        1.0, gt=0, description="largest allowed change of a first-neighbour bond vector in a relaxation (Å)"
     )
+
+
+class FilterConfig(_Section):
+    shells: int = Field(3, ge=0, le=6, description="FCC neighbour shells in the kernel (0 = no filter)")
+    scheme: Literal["hat", "uniform", "gaussian"] = "hat"
+    radius_a0: float = Field(1.3, gt=0, description="hat: zero-weight radius; gaussian: 2 sigma (units of a0)")
+    history: bool = Field(True, description="average with the previous iteration's sensitivities")
+
+
+class OptimizerConfig(_Section):
+    volume_fraction: float = Field(0.5, gt=0, lt=1, description="target fraction of design sites occupied")
+    evolution_rate: float = Field(0.02, gt=0, lt=1, description="ER: fraction of atoms removed per iteration")
+    addition_ratio: float = Field(0.02, ge=0, lt=1, description="AR_max: cap on additions per iteration")
+    min_neighbors: int = Field(3, ge=0, le=12, description="c_min: prune design atoms with fewer neighbours")
+    window: int = Field(5, ge=1, description="Nw: iterations per convergence window")
+    tolerance: float = Field(1.0e-3, gt=0, description="τ: relative change of ΣK between windows")
+    max_iterations: int = Field(200, ge=1)
+    warm_start: bool = Field(True, description="start E(0) from the previous relaxed positions")
 
 
 class EngineConfig(_Section):
@@ -89,6 +107,8 @@ class RunConfig(_Section):
     load: LoadConfig = LoadConfig()
     design: DesignConfig = DesignConfig()
     minimizer: MinimizerConfig = MinimizerConfig()
+    filter: FilterConfig = FilterConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
     engine: EngineConfig = EngineConfig()
     base_dir: str = Field(".", description="set by the loader: folder of the YAML file")
 
@@ -152,6 +172,25 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
             return None
         model = field.annotation
     return model
+
+
+def canonical_json(config: RunConfig) -> str:
+    """Sorted, compact JSON of what defines the result: a run's identity.
+
+    Leaves out the loader's base_dir and the engine section: engines and rank counts
+    agree to round-off, so a run may resume on another engine or rank count.
+    """
+    import json
+
+    data = config.model_dump(mode="json", exclude={"base_dir", "engine"})
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def config_hash(config: RunConfig) -> str:
+    """sha256 of ``canonical_json``: equal configs, equal hash."""
+    import hashlib
+
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
 
 
 def build_config(tree: dict[str, Any], source: str = "config") -> RunConfig:

@@ -109,6 +109,18 @@ def make_engine(config: RunConfig, potential: Potential | None) -> Engine:
     return getattr(importlib.import_module(module), cls)(config, potential)
 
 
+def extrapolation(structure: Structure, states_a: Sequence[float], n: int) -> tuple[int, float] | None:
+    """(earlier state, ratio) whose linear response starts state ``n``, or None.
+
+    From the third state on (group loading), state n starts at
+    x0 + (u_n / u_{n-1}) (x_{n-1} - x0): for ±δ the relaxed +δ response mirrored,
+    which is already close to the -δ minimum. Box loading restarts from x0.
+    """
+    if n < 2 or structure.load_mode != "group" or states_a[n - 1] == 0:
+        return None
+    return n - 1, float(states_a[n]) / float(states_a[n - 1])
+
+
 def empty_to_lattice(structure: Structure, occupancy: np.ndarray, positions_a: np.ndarray) -> np.ndarray:
     """Copy of (n_sites, 3) positions with lattice positions at empty sites."""
     out = np.array(positions_a, dtype=float, copy=True)

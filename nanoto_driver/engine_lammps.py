@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .config import RunConfig
-from .engine import RelaxResult, empty_to_lattice
+from .engine import RelaxResult, empty_to_lattice, extrapolation
 from .errors import DisplacementError, EngineError
 from .lammps_runtime import mpi_comm, new_instance
 from .lammps_text import (
@@ -103,12 +103,17 @@ class LammpsEngine:
         self._load_atoms(structure, occupancy, ids, start)
         results: list[RelaxResult] = []
         for n, u in enumerate(states_a):
+            guess = extrapolation(structure, states_a, n)
             if n > 0:
                 reset = box_reset_command(structure)
                 if reset:  # back to the reference box before restoring positions in it
                     self._lmp.command(reset)
-                self._scatter_positions(ids, results[0].positions_a[ids - 1])
-            results.append(self._relax_one(structure, occupancy, ids, float(u), n))
+                x0 = results[0].positions_a[ids - 1]
+                if guess is not None:
+                    prev, ratio = guess
+                    x0 = x0 + ratio * (results[prev].positions_a[ids - 1] - x0)
+                self._scatter_positions(ids, x0)
+            results.append(self._relax_one(structure, occupancy, ids, float(u), n, guess is not None))
         return results
 
     def close(self) -> None:
@@ -162,10 +167,10 @@ class LammpsEngine:
         return np.asarray(hi) - np.asarray(lo)
 
     def _relax_one(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,
-                   u_a: float, n: int) -> RelaxResult:
+                   u_a: float, n: int, start_displaced: bool) -> RelaxResult:
         t0 = time.perf_counter()
         lmp = self._lmp
-        script = state_script(structure, self.settings, f"s{n}", u_a)
+        script = state_script(structure, self.settings, f"s{n}", u_a, start_displaced=start_displaced)
         try:
             lmp.command(f"log {self._log}")
             lmp.commands_string(script)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import RunConfig
-from .engine import RelaxResult, empty_to_lattice
+from .engine import RelaxResult, empty_to_lattice, extrapolation
 from .engine_lammps import is_converged, settings_from
 from .errors import DisplacementError, EngineError
 from .lammps_runtime import lmp_executable, mpiexec_executable
@@ -88,9 +88,11 @@ class LammpsExeEngine:
                 "# in the folder that holds design.data.\n")
         blocks = [setup_script(structure, self.potential, self.settings, data_file="design.data")]
         for n, u in enumerate(states_a):
+            guess = extrapolation(structure, states_a, n)
             blocks.append(state_script(structure, self.settings, f"s{n}", float(u),
                                        dump_file=f"state_s{n}.dump",
-                                       restore_label="s0" if n > 0 else None))
+                                       restore_label="s0" if n > 0 else None,
+                                       extrapolate=(f"s{guess[0]}", guess[1]) if guess else None))
         return head + "".join(blocks)
 
     # -- internals -----------------------------------------------------------

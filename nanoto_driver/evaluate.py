@@ -57,8 +57,8 @@ def open_problem(config: RunConfig) -> Problem:
     return Problem(config, potential, engine, a0, structure)
 
 
-def evaluate(problem: Problem, occupancy: np.ndarray | None = None,
-             delta_a: float | None = None) -> StiffnessResult:
+def evaluate(problem: Problem, occupancy: np.ndarray | None = None, delta_a: float | None = None,
+             start_positions_a: np.ndarray | None = None) -> StiffnessResult:
     """K_sym of ``occupancy`` (default: the configured initial design) at δ (default: from the config)."""
     cfg = problem.config
     if occupancy is None:
@@ -66,7 +66,7 @@ def evaluate(problem: Problem, occupancy: np.ndarray | None = None,
     check_load_path(problem.structure, occupancy)
     delta = problem.delta_a() if delta_a is None else delta_a
     return symmetric_curvature(problem.engine, problem.structure, occupancy, delta,
-                               cfg.minimizer.max_nonaffine_a)
+                               cfg.minimizer.max_nonaffine_a, start_positions_a)
 
 
 def summary(problem: Problem, occupancy: np.ndarray, result: StiffnessResult, wall_s: float,

@@ -76,9 +76,15 @@ def setup_script(structure: Structure, potential: Potential, settings: ScriptSet
 
 
 def state_script(structure: Structure, settings: ScriptSettings, label: str, u_a: float,
-                 dump_file: str | None = None, restore_label: str | None = None) -> str:
+                 dump_file: str | None = None, restore_label: str | None = None,
+                 extrapolate: tuple[str, float] | None = None, start_displaced: bool = False) -> str:
     """One prescribed state: reset the box, restore the relaxed positions of state
-    ``restore_label`` (from its dump), apply u, minimize, report, dump."""
+    ``restore_label`` (from its dump), apply u, minimize, report, dump.
+
+    ``extrapolate = (label, ratio)`` starts instead from x0 + ratio (x_label - x0), the
+    linear response of an earlier state scaled to this u; ``start_displaced`` says the
+    positions already carry the prescribed displacement (set from Python).
+    """
     return render(
         "state.lmp.j2",
         box_reset=box_reset_command(structure),
@@ -93,6 +99,9 @@ def state_script(structure: Structure, settings: ScriptSettings, label: str, u_a
         dump_file=dump_file,
         restore_file=f"state_{restore_label}.dump" if restore_label else None,
         restore_label=restore_label,
+        extrapolate_from=extrapolate[0] if extrapolate else None,
+        ratio=_fmt(extrapolate[1]) if extrapolate else None,
+        start_displaced=start_displaced or extrapolate is not None,
     )
 
 
@@ -111,20 +120,21 @@ def atom_types(structure: Structure, occupancy: np.ndarray) -> np.ndarray:
 
 
 def write_data_file(path: Path, structure: Structure, occupancy: np.ndarray,
-                    positions_a: np.ndarray, title: str = "nanoto design") -> None:
-    """Write every site as an atom (id = site + 1); empty sites get type 4.
+                    positions_a: np.ndarray, title: str = "nanoto design", include_empty: bool = True) -> None:
+    """Write every site as an atom (id = site + 1); empty sites get type 4 (or are left out).
 
     Positions are written with 17 significant digits, so they read back bit for bit.
     """
     lo, hi = structure.lattice.box_a()
     types = atom_types(structure, occupancy)
+    sites = np.arange(structure.n_sites) if include_empty else np.flatnonzero(occupancy)
     lines = [f"# {title}: types 1 design, 2 clamp, 3 load, 4 empty site", "",
-             f"{structure.n_sites} atoms", f"{N_TYPES} atom types", ""]
+             f"{sites.size} atoms", f"{N_TYPES} atom types", ""]
     lines += [f"{_fmt(lo[a])} {_fmt(hi[a])} {c}lo {c}hi" for a, c in enumerate("xyz")]
     lines += ["", "Atoms # atomic", ""]
     body = "\n".join(
         f"{s + 1} {types[s]} {_fmt(x)} {_fmt(y)} {_fmt(z)}"
-        for s, (x, y, z) in enumerate(positions_a)
+        for s, (x, y, z) in zip(sites, positions_a[sites], strict=True)
     )
     path.write_text("\n".join(lines) + "\n" + body + "\n")
 

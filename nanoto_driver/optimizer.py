@@ -1,0 +1,156 @@
+"""The Nano-TO loop (method.md §5-6) as a generator of iteration records.
+
+    occupancy_k → K_sym, α (LAMMPS) → filter → history average → BESO step → cleanup → occupancy_k+1
+
+The loop does no I/O: observers (run file, log, progress bar) receive each
+record. A record carries the *next* state too, so an observer that stores it
+makes the run resumable after the iteration in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from .cleanup import clean, padded_table
+from .config import RunConfig
+from .design import initial_occupancy
+from .evaluate import Problem, evaluate
+from .filter import ShellFilter, build_filter
+from .shells import neighbor_table
+from .stiffness import StiffnessResult
+from .structure import CLAMP, DESIGN, LOAD
+from .update import beso_step, next_count
+
+
+@dataclass(frozen=True, eq=False)
+class OptimizerState:
+    """Everything the next iteration needs; what a run file stores to resume.
+
+    occupancy : (n_sites,) bool, the design to evaluate at iteration ``k``
+    alpha_hat : (n_sites,) previous filtered, averaged sensitivity (eV/Å²), or None at k = 0
+    positions_a : (n_sites, 3) relaxed positions of the previous iteration's E(0), or None
+    k_history : K_sym of iterations 0..k-1 (eV/Å²)
+    """
+
+    k: int
+    occupancy: np.ndarray
+    alpha_hat: np.ndarray | None = None
+    positions_a: np.ndarray | None = None
+    k_history: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class IterationRecord:
+    """One evaluated design and what comes next.
+
+    ``next_state`` is None on the last iteration; ``status`` is "running",
+    "converged" or "max_iterations".
+    """
+
+    k: int
+    occupancy: np.ndarray
+    result: StiffnessResult
+    alpha_hat: np.ndarray
+    n_design_atoms: int
+    volume_fraction: float
+    n_added: int
+    n_removed: int
+    evaluate_s: float
+    update_s: float
+    status: str
+    next_state: OptimizerState | None = field(default=None)
+
+    @property
+    def k_sym_ev_per_a2(self) -> float:
+        return self.result.k_sym_ev_per_a2
+
+
+class Observer(Protocol):
+    def iteration(self, record: IterationRecord) -> None: ...
+
+
+class Kernels:
+    """What the loop builds once per run: filter operator, neighbour table, site sets."""
+
+    def __init__(self, problem: Problem) -> None:
+        s, f = problem.structure, problem.config.filter
+        self.filter: ShellFilter = build_filter(s.lattice.cells, s.periodic, f.shells, f.scheme, f.radius_a0)
+        self.table = padded_table(neighbor_table(s.lattice.cells, s.periodic, 1))
+        self.design = s.kind == DESIGN
+        self.clamp = s.kind == CLAMP
+        self.load = s.kind == LOAD
+        self.n_target = int(round(problem.config.optimizer.volume_fraction * self.design.sum()))
+
+
+def initial_state(problem: Problem) -> OptimizerState:
+    """Iteration 0: the configured starting design (full domain by default)."""
+    cfg = problem.config
+    return OptimizerState(0, initial_occupancy(cfg.design, problem.structure, cfg.base_dir))
+
+
+def converged(k_history: Sequence[float], n_design: int, n_target: int, window: int, tol: float) -> bool:
+    """N_k = N* and |ΣK(last Nw) - ΣK(previous Nw)| / ΣK(last Nw) <= τ."""
+    if n_design != n_target or len(k_history) < 2 * window:
+        return False
+    last = sum(k_history[-window:])
+    previous = sum(k_history[-2 * window : -window])
+    return abs(last - previous) / abs(last) <= tol
+
+
+def iterate(problem: Problem, state: OptimizerState | None = None,
+            kernels: Kernels | None = None) -> Iterator[IterationRecord]:
+    """Run the optimization from ``state`` (default: the start); yield one record per iteration."""
+    cfg: RunConfig = problem.config
+    opt = cfg.optimizer
+    kern = kernels or Kernels(problem)
+    state = state or initial_state(problem)
+    previous = state.occupancy
+    while True:
+        t0 = time.perf_counter()
+        start = state.positions_a if opt.warm_start else None
+        result = evaluate(problem, state.occupancy, start_positions_a=start)
+        t1 = time.perf_counter()
+        alpha_hat = kern.filter(result.alpha)
+        if cfg.filter.history and state.alpha_hat is not None:
+            alpha_hat = 0.5 * (alpha_hat + state.alpha_hat)
+        n_design = int((state.occupancy & kern.design).sum())
+        history = (*state.k_history, result.k_sym_ev_per_a2)
+        if converged(history, n_design, kern.n_target, opt.window, opt.tolerance):
+            status = "converged"
+        elif state.k + 1 >= opt.max_iterations:
+            status = "max_iterations"
+        else:
+            status = "running"
+        next_state = None
+        if status == "running":
+            n_next = next_count(n_design, kern.n_target, opt.evolution_rate)
+            occ = beso_step(alpha_hat, state.occupancy, kern.design, n_next, opt.addition_ratio)
+            occ = clean(kern.table, occ, kern.design, kern.clamp, kern.load, alpha_hat, n_next,
+                        opt.min_neighbors)
+            next_state = OptimizerState(state.k + 1, occ, alpha_hat, result.relaxed[0].positions_a, history)
+        yield IterationRecord(
+            k=state.k, occupancy=state.occupancy, result=result, alpha_hat=alpha_hat,
+            n_design_atoms=n_design, volume_fraction=n_design / int(kern.design.sum()),
+            n_added=int((state.occupancy & ~previous).sum()),
+            n_removed=int((previous & ~state.occupancy).sum()),
+            evaluate_s=t1 - t0, update_s=time.perf_counter() - t1, status=status, next_state=next_state,
+        )
+        if next_state is None:
+            return
+        previous, state = state.occupancy, next_state
+
+
+def run(problem: Problem, observers: Sequence[Observer], state: OptimizerState | None = None) -> IterationRecord:
+    """Drive ``iterate`` to the end, handing every record to the observers; return the last one."""
+    last = None
+    for record in iterate(problem, state):
+        for observer in observers:
+            observer.iteration(record)
+        last = record
+    assert last is not None
+    return last

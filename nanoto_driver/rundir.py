@@ -1,0 +1,183 @@
+"""A run directory: ``run.h5`` updated every iteration, products written at the end.
+
+    DIR/run.h5          the HDF5 run file (resumable)
+    DIR/run.log         the iteration log
+    DIR/summary.json    headline figures
+    DIR/convergence.png K_sym and volume fraction versus iteration
+    DIR/design.png      three orthogonal views of the final design
+    DIR/final.data      final design, LAMMPS data file (ids = site + 1, relaxed positions)
+    DIR/final.extxyz    the same for OVITO / ASE, with per-atom site, kind and alpha
+
+Under MPI every rank runs the loop; rank 0 alone reads and writes files.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import platform
+import socket
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, runfile
+from .config import RunConfig, config_hash
+from .errors import InputError, NanotoError
+from .evaluate import Problem, open_problem
+from .lammps_runtime import mpi_comm
+from .observers import LogObserver, ProgressObserver, RunFileObserver
+from .optimizer import OptimizerState, run
+from .outputs import occupancy_sha256, plot_convergence, plot_design, write_structure_files, write_summary
+
+log = logging.getLogger("nanoto")
+FINISHED = ("converged", "max_iterations")
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def provenance(problem: Problem, ranks: int) -> dict[str, Any]:
+    pot = problem.potential
+    return {
+        "nanoto_version": __version__, "lammps_version": _version("lammps"), "h5py_version": _version("h5py"),
+        "numpy_version": np.__version__, "python": sys.version.split()[0], "platform": platform.platform(),
+        "host": socket.gethostname(), "command_line": " ".join(sys.argv), "mpi_ranks": ranks,
+        "engine": problem.engine.name, "a0_a": problem.a0_a,
+        "potential_path": str(pot.path) if pot else "", "potential_sha256": pot.sha256 if pot else "",
+        "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+class _Ranks:
+    """Rank 0 does I/O; ``share`` broadcasts its value to the others."""
+
+    def __init__(self) -> None:
+        self.comm = mpi_comm() if "mpi4py" in sys.modules or _under_mpi() else None
+        self.rank = self.comm.Get_rank() if self.comm is not None else 0
+        self.size = self.comm.Get_size() if self.comm is not None else 1
+
+    def share(self, value: Any) -> Any:
+        return self.comm.bcast(value, root=0) if self.comm is not None else value
+
+
+def _under_mpi() -> bool:
+    import os
+
+    return any(v in os.environ for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"))
+
+
+def _check_folder(run_path: Path, config: RunConfig, resume: bool) -> str | None:
+    """Status of an existing run to resume (None for a new run); refuses to overwrite."""
+    if not run_path.exists():
+        return None
+    if not resume:
+        raise InputError(f"{run_path} exists: add --resume to continue that run, or choose another -o")
+    old = runfile.read_config(run_path)
+    if config_hash(old) != config_hash(config):
+        raise runfile.RunFileError(f"{run_path} holds a run of another config; resume with the same config "
+                                   "and --set values, or choose another -o")
+    return runfile.status(run_path)
+
+
+def run_in_dir(config: RunConfig, out_dir: str | Path, resume: bool = False,
+               progress: bool | None = None) -> dict[str, Any]:
+    """Optimize ``config`` in ``out_dir`` (resuming if asked); return the summary (rank 0)."""
+    ranks = _Ranks()
+    out = Path(out_dir)
+    run_path = out / "run.h5"
+    status = ranks.share(_check_folder(run_path, config, resume) if ranks.rank == 0 else None)
+    if ranks.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        _log_to(out / "run.log")
+    t0 = time.perf_counter()
+    problem = open_problem(config)
+    try:
+        if status not in FINISHED:
+            _optimize(problem, run_path, status is not None, ranks, progress)
+        summary = _finish(problem, out, time.perf_counter() - t0) if ranks.rank == 0 else {}
+    finally:
+        problem.engine.close()
+    return summary
+
+
+def _optimize(problem: Problem, run_path: Path, resuming: bool, ranks: _Ranks, progress: bool | None) -> None:
+    state: OptimizerState | None = None
+    if ranks.rank == 0:
+        if resuming:
+            state = runfile.load_state(run_path, problem.config)
+            log.info("resuming %s at iteration %d", run_path, state.k if state else 0)
+        else:
+            runfile.create(run_path, problem.config, problem.structure, provenance(problem, ranks.size))
+    state = ranks.share(state)
+    observers: list[Any] = []
+    bar = None
+    if ranks.rank == 0:
+        bar = ProgressObserver(problem.config.optimizer.max_iterations, state.k if state else 0, progress)
+        observers = [RunFileObserver(run_path), LogObserver(), bar]
+        if not bar.bar.disable:  # the bar replaces the per-iteration lines on the terminal
+            _quiet_stderr()
+    try:
+        run(problem, observers, state)
+    except NanotoError as err:
+        if ranks.rank == 0:
+            runfile.mark_failed(run_path, str(err))
+            log.error("run stopped: %s", err)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _finish(problem: Problem, out: Path, wall_s: float) -> dict[str, Any]:
+    """Summary, plots and structure files from the run file."""
+    run_path = out / "run.h5"
+    it = runfile.read_iterations(run_path)
+    import h5py
+
+    with h5py.File(run_path, "r") as f:
+        final = {name: ds[:] for name, ds in f["final"].items()}
+        status = str(f.attrs["status"])
+    occ = final["occupancy"].astype(bool)
+    name = problem.config.name
+    products = [
+        plot_convergence(out / "convergence.png", it, f"{name}: K_sym and volume fraction"),
+        plot_design(out / "design.png", problem.structure, occ, final["positions_a"], name),
+        *write_structure_files(out, "final", problem.structure, occ, final["positions_a"], final["alpha"]),
+    ]
+    summary = {
+        "name": name, "config_sha256": config_hash(problem.config),
+        "k_sym_ev_per_a2": float(it["k_sym_ev_per_a2"][-1]),
+        "k_sym_initial_ev_per_a2": float(it["k_sym_ev_per_a2"][0]),
+        "volume_fraction": float(it["volume_fraction"][-1]),
+        "n_design_atoms": int(it["n_design_atoms"][-1]), "n_atoms": int(occ.sum()),
+        "iterations": int(it["k"].size), "converged": status == "converged", "status": status,
+        "wall_s": float(np.sum(it["evaluate_s"]) + np.sum(it["update_s"])),
+        "session_wall_s": wall_s,
+        "lammps_s": float(np.sum(it["evaluate_s"])), "update_s": float(np.sum(it["update_s"])),
+        "force_evaluations": int(np.sum(it["force_evaluations"])),
+        "final_occupancy_sha256": occupancy_sha256(occ),
+        "products": [p.name for p in products] + ["run.h5", "run.log"],
+    }
+    write_summary(out / "summary.json", summary)
+    return summary
+
+
+def _log_to(path: Path) -> None:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger("nanoto").addHandler(handler)
+
+
+def _quiet_stderr() -> None:
+    for handler in logging.getLogger("nanoto").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING)

@@ -1,0 +1,177 @@
+"""The HDF5 run file: one per run, updated by atomic replacement after every iteration.
+
+Layout (format "nanoto-run", version 1; docs/formats.md has the full table)::
+
+    /                  attrs: format, format_version, status, error, config_json, config_sha256
+    /provenance        attrs: versions, potential sha256, MPI ranks, host, command line, times
+    /lattice           attrs cells, a0_a; datasets kind (n,), design (n,)
+    /iterations/<col>  one row per iteration (k, k_sym_ev_per_a2, ..., occupancy (n_iter, n))
+    /state             what the next iteration needs: k, occupancy, alpha_hat, positions_a
+    /final             the last evaluated design: occupancy, positions_a, alpha, alpha_hat
+
+Every update copies the file to ``run.h5.partial``, writes there and renames it
+over ``run.h5``: a kill at any moment leaves the last complete iteration readable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .config import RunConfig, build_config, canonical_json, config_hash
+from .errors import InputError
+from .optimizer import IterationRecord, OptimizerState
+from .structure import Structure
+
+FORMAT, VERSION = "nanoto-run", 1
+SCALARS = {  # column -> (dtype, value from a record)
+    "k": ("i8", lambda r: r.k),
+    "k_sym_ev_per_a2": ("f8", lambda r: r.result.k_sym_ev_per_a2),
+    "k_fwd_ev_per_a2": ("f8", lambda r: r.result.k_fwd_ev_per_a2),
+    "k_force_ev_per_a2": ("f8", lambda r: r.result.k_force_ev_per_a2),
+    "volume_fraction": ("f8", lambda r: r.volume_fraction),
+    "n_design_atoms": ("i8", lambda r: r.n_design_atoms),
+    "n_added": ("i8", lambda r: r.n_added),
+    "n_removed": ("i8", lambda r: r.n_removed),
+    "force_evaluations": ("i8", lambda r: r.result.force_evaluations),
+    "evaluate_s": ("f8", lambda r: r.evaluate_s),
+    "update_s": ("f8", lambda r: r.update_s),
+}
+
+
+class RunFileError(InputError):
+    """A run file that cannot be resumed (corrupt, other config, other format)."""
+
+
+@contextmanager
+def replacing(path: Path, new: bool = False) -> Iterator[h5py.File]:
+    """Open a copy of ``path`` for writing and atomically move it over ``path`` on success."""
+    partial = path.with_name(path.name + ".partial")
+    if not new:
+        shutil.copyfile(path, partial)
+    try:
+        with h5py.File(partial, "w" if new else "r+") as f:
+            yield f
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def create(path: Path, config: RunConfig, structure: Structure, provenance: dict[str, Any]) -> None:
+    """Write a new run file with the config, the lattice and empty iteration columns."""
+    n = structure.n_sites
+    with replacing(path, new=True) as f:
+        f.attrs.update(format=FORMAT, format_version=VERSION, status="running", error="",
+                       config_json=canonical_json(config), config_full_json=config.model_dump_json(),
+                       config_sha256=config_hash(config))
+        f.create_group("provenance").attrs.update({k: json.dumps(v) if isinstance(v, (dict, list)) else v
+                                                   for k, v in provenance.items()})
+        lat = f.create_group("lattice")
+        lat.attrs.update(cells=structure.lattice.cells, a0_a=structure.lattice.a0_a,
+                         grid_shape=structure.lattice.grid_shape, periodic=structure.periodic)
+        lat["kind"] = structure.kind
+        lat["design"] = structure.kind == 0
+        it = f.create_group("iterations")
+        for name, (dtype, _) in SCALARS.items():
+            it.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype)
+        it.create_dataset("occupancy", shape=(0, n), maxshape=(None, n), dtype=bool,
+                          chunks=(1, n), compression="gzip", compression_opts=4)
+
+
+def _append(group: h5py.Group, name: str, value: Any) -> None:
+    ds = group[name]
+    ds.resize(ds.shape[0] + 1, axis=0)
+    ds[-1] = value
+
+
+def _write_arrays(group: h5py.Group, **arrays: np.ndarray | None) -> None:
+    for name, value in arrays.items():
+        if name in group:
+            del group[name]
+        if value is not None:
+            group.create_dataset(name, data=value, compression="gzip", compression_opts=4)
+
+
+def append(path: Path, record: IterationRecord) -> None:
+    """Add one iteration, the state to resume from, and (at the end) the final design."""
+    with replacing(path) as f:
+        it = f["iterations"]
+        for name, (_, value) in SCALARS.items():
+            _append(it, name, value(record))
+        _append(it, "occupancy", record.occupancy)
+        f.attrs["status"] = record.status
+        relaxed = record.result.relaxed[0]
+        final = f.require_group("final")
+        _write_arrays(final, occupancy=record.occupancy, positions_a=relaxed.positions_a,
+                      alpha=record.result.alpha, alpha_hat=record.alpha_hat)
+        final.attrs.update(k=record.k, k_sym_ev_per_a2=record.k_sym_ev_per_a2,
+                           volume_fraction=record.volume_fraction)
+        state = f.require_group("state")
+        nxt = record.next_state
+        if nxt is not None:
+            _write_arrays(state, occupancy=nxt.occupancy, alpha_hat=nxt.alpha_hat, positions_a=nxt.positions_a)
+            state.attrs["k"] = nxt.k
+
+
+def mark_failed(path: Path, message: str) -> None:
+    """Record why the run stopped; the last complete iteration stays as it was."""
+    with replacing(path) as f:
+        f.attrs.update(status="failed", error=message)
+
+
+def _open(path: Path) -> h5py.File:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise RunFileError(f"{path} is not a readable HDF5 run file ({err}); start a new run in "
+                           "another folder") from None
+    if f.attrs.get("format") != FORMAT:
+        f.close()
+        raise RunFileError(f"{path} is not a nanoto run file (format attribute missing)")
+    return f
+
+
+def read_config(path: Path) -> RunConfig:
+    with _open(path) as f:
+        return build_config(json.loads(f.attrs["config_full_json"]), str(path))
+
+
+def status(path: Path) -> str:
+    with _open(path) as f:
+        return str(f.attrs["status"])
+
+
+def load_state(path: Path, config: RunConfig) -> OptimizerState | None:
+    """The state after the last complete iteration (None if none completed).
+
+    Refuses a file written for another config.
+    """
+    with _open(path) as f:
+        if f.attrs["config_sha256"] != config_hash(config):
+            raise RunFileError(
+                f"{path} holds a run of another config; resume with the same config, or give -o "
+                "a new folder"
+            )
+        it = f["iterations"]
+        history = tuple(float(v) for v in it["k_sym_ev_per_a2"][:])
+        if not history:
+            return None
+        st = f["state"]
+        return OptimizerState(
+            k=int(st.attrs["k"]), occupancy=st["occupancy"][:], alpha_hat=st["alpha_hat"][:],
+            positions_a=st["positions_a"][:], k_history=history,
+        )
+
+
+def read_iterations(path: Path) -> dict[str, np.ndarray]:
+    """Every per-iteration column, occupancy included."""
+    with _open(path) as f:
+        return {name: ds[:] for name, ds in f["iterations"].items()}

@@ -1,0 +1,101 @@
+"""The optimization loop and its run file, on the analytic test double (fast)."""
+
+import numpy as np
+import pytest
+
+from nanoto_driver import runfile
+from nanoto_driver.config import build_config
+from nanoto_driver.evaluate import open_problem
+from nanoto_driver.optimizer import Kernels, converged, iterate, run
+
+
+def _config(**optimizer):
+    opts = {"evolution_rate": 0.05, "max_iterations": 60, **optimizer}
+    return build_config({"engine": {"name": "harmonic"}, "domain": {"cells": [10, 5, 1]},
+                         "optimizer": opts})
+
+
+@pytest.fixture(scope="module")
+def records():
+    return list(iterate(open_problem(_config())))
+
+
+def test_counts_are_exact_and_reach_the_target(records):
+    problem = open_problem(_config())
+    kern = Kernels(problem)
+    n_design = int(kern.design.sum())
+    assert records[0].n_design_atoms == n_design
+    for a, b in zip(records, records[1:]):
+        expected = max(kern.n_target, int(round(a.n_design_atoms * 0.95)))
+        assert b.n_design_atoms == expected
+        assert b.n_added - b.n_removed == b.n_design_atoms - a.n_design_atoms
+        assert b.n_added <= int(0.02 * b.n_design_atoms)
+    assert records[-1].n_design_atoms == kern.n_target
+    assert records[-1].status == "converged"
+    assert all(np.all(r.occupancy[~kern.design]) for r in records)  # clamp and load stay
+
+
+def test_stiffness_drops_as_material_goes(records):
+    assert records[-1].k_sym_ev_per_a2 < records[0].k_sym_ev_per_a2
+    assert all(r.result.k_sym_ev_per_a2 > 0 for r in records)
+
+
+def test_convergence_rule():
+    assert not converged([1.0] * 9, 10, 10, 5, 1e-3)  # too few iterations
+    assert converged([1.0] * 10, 10, 10, 5, 1e-3)
+    assert not converged([1.0] * 10, 11, 10, 5, 1e-3)  # not at the target count yet
+    assert not converged([1.0] * 5 + [1.01] * 5, 10, 10, 5, 1e-3)
+
+
+def test_max_iterations_stops_the_loop():
+    recs = list(iterate(open_problem(_config(max_iterations=4))))
+    assert len(recs) == 4 and recs[-1].status == "max_iterations" and recs[-1].next_state is None
+
+
+class _Collect:
+    def __init__(self):
+        self.records = []
+
+    def iteration(self, record):
+        self.records.append(record)
+
+
+def test_run_file_round_trip_and_resume_gives_the_same_result(tmp_path, records):
+    cfg = _config()
+    problem = open_problem(cfg)
+    path = tmp_path / "run.h5"
+    runfile.create(path, cfg, problem.structure, {"host": "test"})
+    # interrupt after 7 iterations: only what the observer stored survives
+    from nanoto_driver.observers import RunFileObserver
+
+    writer = RunFileObserver(path)
+    for record in iterate(problem):
+        writer.iteration(record)
+        if record.k == 6:
+            break
+    state = runfile.load_state(path, cfg)
+    assert state.k == 7 and len(state.k_history) == 7
+    rest = _Collect()
+    run(open_problem(cfg), [RunFileObserver(path), rest], state)
+    assert rest.records[-1].k == records[-1].k
+    assert np.array_equal(rest.records[-1].occupancy, records[-1].occupancy)
+    assert rest.records[-1].k_sym_ev_per_a2 == records[-1].k_sym_ev_per_a2
+    cols = runfile.read_iterations(path)
+    assert cols["k"].tolist() == list(range(len(records)))
+    assert np.array_equal(cols["occupancy"][-1], records[-1].occupancy)
+    assert runfile.status(path) == "converged"
+
+
+def test_run_file_refuses_another_config(tmp_path):
+    cfg = _config()
+    path = tmp_path / "run.h5"
+    runfile.create(path, cfg, open_problem(cfg).structure, {})
+    with pytest.raises(runfile.RunFileError, match="another config"):
+        runfile.load_state(path, _config(volume_fraction=0.4))
+
+
+def test_corrupt_run_file_is_named(tmp_path):
+    path = tmp_path / "run.h5"
+    path.write_bytes(b"not hdf5 at all")
+    with pytest.raises(runfile.RunFileError, match="not a readable HDF5 run file"):
+        runfile.status(path)

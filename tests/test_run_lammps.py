@@ -1,0 +1,123 @@
+"""``nanoto run`` on real LAMMPS: products, refusal to overwrite, kill and resume, MPI ranks."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from .conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.lammps
+CONFIG = ROOT / "tests" / "data" / "small_run.yaml"
+
+
+def _summary(folder: Path) -> dict:
+    return json.loads((folder / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reference(lammps_ok, tmp_path_factory):
+    """One uninterrupted serial run."""
+    out = tmp_path_factory.mktemp("reference")
+    proc = run_cli("run", str(CONFIG), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_products(reference):
+    from ase.io import read
+
+    s = _summary(reference)
+    for key in ("k_sym_ev_per_a2", "volume_fraction", "n_design_atoms", "iterations", "converged", "wall_s",
+                "final_occupancy_sha256"):
+        assert key in s
+    assert s["converged"] and s["volume_fraction"] == pytest.approx(0.6, abs=0.01)
+    for name in ("run.h5", "run.log", "convergence.png", "design.png", "final.data", "final.extxyz"):
+        assert (reference / name).stat().st_size > 0
+    assert not list(reference.glob("*.partial"))
+    xyz = read(reference / "final.extxyz")
+    data = read(reference / "final.data", format="lammps-data", atom_style="atomic", units="metal")
+    assert len(xyz) == len(data) == s["n_atoms"]
+    with h5py.File(reference / "run.h5") as f:
+        assert f["iterations/occupancy"].shape[0] == s["iterations"]
+        assert f["provenance"].attrs["potential_sha256"]
+        assert f.attrs["status"] == "converged"
+
+
+def test_existing_run_is_not_overwritten(reference):
+    before = (reference / "run.h5").stat().st_mtime_ns
+    proc = run_cli("run", str(CONFIG), "-o", str(reference))
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+    assert (reference / "run.h5").stat().st_mtime_ns == before
+
+
+def test_resuming_a_finished_run_does_no_work(reference):
+    before = _summary(reference)
+    proc = run_cli("run", str(CONFIG), "-o", str(reference), "--resume")
+    assert proc.returncode == 0, proc.stderr
+    after = _summary(reference)
+    assert after["iterations"] == before["iterations"]
+    assert after["final_occupancy_sha256"] == before["final_occupancy_sha256"]
+
+
+def test_resume_with_another_config_is_refused(reference):
+    proc = run_cli("run", str(CONFIG), "-o", str(reference), "--resume", "--set", "optimizer.volume_fraction=0.5")
+    assert proc.returncode == 2 and "another config" in proc.stderr
+
+
+def _iterations_done(path: Path) -> int:
+    try:
+        with h5py.File(path, "r") as f:
+            return int(f["iterations/k"].shape[0])
+    except (OSError, KeyError):
+        return 0
+
+
+def test_sigkill_mid_iteration_then_resume_matches(reference, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "nanoto_driver", "run", str(CONFIG), "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while _iterations_done(out / "run.h5") < 4 and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.05, 0.3))  # somewhere inside the next iteration
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = _iterations_done(out / "run.h5")
+    assert 4 <= done < _summary(reference)["iterations"], "the kill must land mid-run"
+    with h5py.File(out / "run.h5") as f:  # the last complete iteration is readable
+        assert f["iterations/occupancy"].shape[0] == done == f["iterations/k_sym_ev_per_a2"].shape[0]
+    resumed = run_cli("run", str(CONFIG), "-o", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _summary(reference), _summary(out)
+    assert b["final_occupancy_sha256"] == a["final_occupancy_sha256"]
+    assert b["k_sym_ev_per_a2"] == a["k_sym_ev_per_a2"]
+    assert b["iterations"] == a["iterations"]
+
+
+@pytest.mark.mpi
+def test_two_mpi_ranks_give_the_same_design(reference, tmp_path):
+    out = tmp_path / "mpi"
+    proc = run_cli("run", str(CONFIG), "-o", str(out), ranks=2)
+    assert proc.returncode == 0, proc.stderr
+    a, b = _summary(reference), _summary(out)
+    assert b["final_occupancy_sha256"] == a["final_occupancy_sha256"]
+    assert b["k_sym_ev_per_a2"] == pytest.approx(a["k_sym_ev_per_a2"], rel=1e-9)
+    with h5py.File(out / "run.h5") as f:
+        assert int(f["provenance"].attrs["mpi_ranks"]) == 2
+
+
+def test_run_files_agree_on_every_iteration(reference):
+    with h5py.File(reference / "run.h5") as f:
+        occ = f["iterations/occupancy"][:]
+        n = f["iterations/n_design_atoms"][:]
+        design = f["lattice/design"][:]
+    assert np.array_equal((occ & design).sum(axis=1), n)
