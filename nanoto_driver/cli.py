@@ -16,7 +16,6 @@ from typing import Any
 from . import __version__
 from .errors import NanotoError
 
-
 _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 
 

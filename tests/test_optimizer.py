@@ -25,7 +25,7 @@ def test_counts_are_exact_and_reach_the_target(records):
     kern = Kernels(problem)
     n_design = int(kern.design.sum())
     assert records[0].n_design_atoms == n_design
-    for a, b in zip(records, records[1:]):
+    for a, b in zip(records, records[1:], strict=False):
         expected = max(kern.n_target, int(round(a.n_design_atoms * 0.95)))
         assert b.n_design_atoms == expected
         assert b.n_added - b.n_removed == b.n_design_atoms - a.n_design_atoms
