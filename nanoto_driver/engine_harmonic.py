@@ -48,6 +48,7 @@ class HarmonicEngine:
                occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray, csr_matrix]:
         """Bond ends (i, j) and the (n_bonds, 3 n_sites) stretch operator B with s = B w."""
         src, dst, vec = neighbor_pairs(structure.lattice.cells, structure.periodic, 1, with_vectors=True)
+        assert vec is not None
         keep = (src < dst) & occupancy[src] & occupancy[dst]
         i, j, v = src[keep], dst[keep], vec[keep]
         unit = v / np.linalg.norm(v, axis=1, keepdims=True)

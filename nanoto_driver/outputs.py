@@ -19,7 +19,7 @@ from .lammps_text import write_data_file
 from .structure import CLAMP, LOAD, Structure
 
 
-def atomic_write(path: Path, writer: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path, writer: Callable[[Path], object]) -> Path:
     """Run ``writer`` on ``path.partial`` and rename it to ``path``."""
     partial = path.with_name(path.name + ".partial")
     try:
