@@ -146,8 +146,10 @@ def _finish(problem: Problem, out: Path, wall_s: float) -> dict[str, Any]:
     with h5py.File(run_path, "r") as f:
         final = {name: ds[:] for name, ds in f["final"].items()}
         status = str(f.attrs["status"])
+        write_s = float(f.attrs.get("write_s", 0.0))
     occ = final["occupancy"].astype(bool)
     name = problem.config.name
+    lammps_s, update_s = float(np.sum(it["evaluate_s"])), float(np.sum(it["update_s"]))
     products = [
         plot_convergence(out / "convergence.png", it, f"{name}: K_sym and volume fraction"),
         plot_design(out / "design.png", problem.structure, occ, final["positions_a"], name),
@@ -160,9 +162,9 @@ def _finish(problem: Problem, out: Path, wall_s: float) -> dict[str, Any]:
         "volume_fraction": float(it["volume_fraction"][-1]),
         "n_design_atoms": int(it["n_design_atoms"][-1]), "n_atoms": int(occ.sum()),
         "iterations": int(it["k"].size), "converged": status == "converged", "status": status,
-        "wall_s": float(np.sum(it["evaluate_s"]) + np.sum(it["update_s"])),
-        "session_wall_s": wall_s,
-        "lammps_s": float(np.sum(it["evaluate_s"])), "update_s": float(np.sum(it["update_s"])),
+        "wall_s": lammps_s + update_s + write_s, "session_wall_s": wall_s,
+        "lammps_s": lammps_s, "update_s": update_s, "write_s": write_s,
+        "outside_lammps_fraction": (update_s + write_s) / max(lammps_s + update_s + write_s, 1e-12),
         "force_evaluations": int(np.sum(it["force_evaluations"])),
         "final_occupancy_sha256": occupancy_sha256(occ),
         "products": [p.name for p in products] + ["run.h5", "run.log"],

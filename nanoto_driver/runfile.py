@@ -100,9 +100,14 @@ def _write_arrays(group: h5py.Group, **arrays: np.ndarray | None) -> None:
             group.create_dataset(name, data=value, compression="gzip", compression_opts=4)
 
 
-def append(path: Path, record: IterationRecord) -> None:
-    """Add one iteration, the state to resume from, and (at the end) the final design."""
+def append(path: Path, record: IterationRecord, previous_write_s: float = 0.0) -> None:
+    """Add one iteration, the state to resume from, and the final design so far.
+
+    ``previous_write_s`` (s) is added to the attribute ``write_s``: the time spent
+    writing this file so far.
+    """
     with replacing(path) as f:
+        f.attrs["write_s"] = float(f.attrs.get("write_s", 0.0)) + previous_write_s
         it = f["iterations"]
         for name, (_, value) in SCALARS.items():
             _append(it, name, value(record))
