@@ -1,9 +1,8 @@
 """The README starts with exactly the two commands, and .ci/run runs the second one."""
 
+import json
 import re
 import subprocess
-
-import json
 
 import pytest
 
