@@ -42,9 +42,13 @@ def _setup_logging(quiet: bool, level: int = 20) -> None:
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("nanoto: %(message)s"))
+    if _rank() != 0:  # rank 0 speaks for all ranks
+        handler.setLevel(logging.CRITICAL + 1)
+    else:
+        handler.setLevel(logging.WARNING if quiet else level)
     logger = logging.getLogger("nanoto")
     logger.handlers[:] = [handler]
-    logger.setLevel(logging.WARNING if quiet or _rank() != 0 else level)
+    logger.setLevel(min(level, logging.INFO))  # file handlers (run.log) want INFO
     logger.propagate = False
 
 

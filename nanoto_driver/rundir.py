@@ -95,17 +95,23 @@ def run_in_dir(config: RunConfig, out_dir: str | Path, resume: bool = False,
     out = Path(out_dir)
     run_path = out / "run.h5"
     status = ranks.share(_check_folder(run_path, config, resume) if ranks.rank == 0 else None)
+    handler = None
     if ranks.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        _log_to(out / "run.log")
+        handler = _log_to(out / "run.log")
     t0 = time.perf_counter()
-    problem = open_problem(config)
     try:
-        if status not in FINISHED:
-            _optimize(problem, run_path, status is not None, ranks, progress)
-        summary = _finish(problem, out, time.perf_counter() - t0) if ranks.rank == 0 else {}
+        problem = open_problem(config)
+        try:
+            if status not in FINISHED:
+                _optimize(problem, run_path, status is not None, ranks, progress)
+            summary = _finish(problem, out, time.perf_counter() - t0) if ranks.rank == 0 else {}
+        finally:
+            problem.engine.close()
     finally:
-        problem.engine.close()
+        if handler is not None:
+            logging.getLogger("nanoto").removeHandler(handler)
+            handler.close()
     return summary
 
 
@@ -173,10 +179,15 @@ def _finish(problem: Problem, out: Path, wall_s: float) -> dict[str, Any]:
     return summary
 
 
-def _log_to(path: Path) -> None:
+def _log_to(path: Path) -> logging.Handler:
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logging.getLogger("nanoto").addHandler(handler)
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("nanoto")
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)  # the run log always gets the iteration lines
+    return handler
 
 
 def _quiet_stderr() -> None:

@@ -99,3 +99,35 @@ def test_corrupt_run_file_is_named(tmp_path):
     path.write_bytes(b"not hdf5 at all")
     with pytest.raises(runfile.RunFileError, match="not a readable HDF5 run file"):
         runfile.status(path)
+
+
+def test_failed_relaxation_is_recorded_by_name_and_resumable(tmp_path, monkeypatch, caplog):
+    """A relaxation error stops the run; run file and log name it; resume retries that iteration."""
+    import logging
+
+    from nanoto_driver import optimizer as opt_module
+    from nanoto_driver.errors import RelaxationError
+    from nanoto_driver.rundir import run_in_dir
+
+    real = opt_module.evaluate
+    calls = {"n": 0}
+
+    def flaky(problem, occupancy, **kw):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RelaxationError("relaxation at u = 0.05 Å stopped on 'max iterations' (injected)")
+        return real(problem, occupancy, **kw)
+
+    monkeypatch.setattr(opt_module, "evaluate", flaky)
+    cfg = _config()
+    with caplog.at_level(logging.ERROR, logger="nanoto"), pytest.raises(RelaxationError):
+        run_in_dir(cfg, tmp_path / "run", progress=False)
+    assert "max iterations' (injected)" in caplog.text
+    path = tmp_path / "run" / "run.h5"
+    assert runfile.status(path) == "failed"
+    import h5py
+
+    with h5py.File(path) as f:
+        assert "injected" in f.attrs["error"] and f["iterations/k"].shape[0] == 3
+    summary = run_in_dir(cfg, tmp_path / "run", resume=True, progress=False)
+    assert summary["converged"] and summary["iterations"] == len(list(iterate(open_problem(cfg))))

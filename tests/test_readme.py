@@ -8,7 +8,8 @@ import pytest
 
 from .conftest import EXAMPLES, ROOT, run_cli
 
-MAIN_JOB = ".venv/bin/mpiexec -n 2 .venv/bin/nanoto run workflows/examples/optimize_cantilever.yaml -o runs/demo"
+MAIN_JOB = (".venv/bin/mpiexec -n 2 .venv/bin/nanoto run workflows/examples/optimize_cantilever.yaml "
+            "-o runs/demo --resume")
 
 
 def _fenced_bash(text: str) -> list[str]:
@@ -39,7 +40,8 @@ def test_ci_runs_the_readme_test_command():
 def test_readme_main_job(lammps_ok, tmp_path):
     """The demo: a real LAMMPS optimization of >= 3,000 design sites that converges within 15 minutes."""
     out = tmp_path / "demo"
-    proc = run_cli("run", str(EXAMPLES / "optimize_cantilever.yaml"), "-o", str(out), ranks=2, timeout=900)
+    proc = run_cli("run", str(EXAMPLES / "optimize_cantilever.yaml"), "-o", str(out), "--resume", ranks=2,
+                   timeout=900)
     assert proc.returncode == 0, proc.stderr
     assert "convergence.png" in proc.stdout and "design.png" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
