@@ -1,9 +1,12 @@
 """The engine contract, its typed result, and the registry of engines.
 
 An engine relaxes a batch of prescribed states for one occupancy. The first
-state starts from ``start_positions_a`` (default: lattice sites); every later
+state starts from ``warm.positions_a`` (default: lattice sites); every later
 state starts from the relaxed first state plus its prescribed displacement,
-which is how ±δ are warm-started from the relaxed 0 state.
+which is how ±δ are warm-started from the relaxed 0 state. Better guesses
+(same rule in every engine, see ``first_guess``): the second displaced state
+starts on the mirrored response of the first, and the first displaced state on
+the previous design's response to the load (``warm.response_a``).
 """
 
 from __future__ import annotations
@@ -77,13 +80,35 @@ class Engine(Protocol):
         ...
 
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
-              start_positions_a: np.ndarray | None = None) -> list[RelaxResult]:
+              warm: WarmStart | None = None) -> list[RelaxResult]:
         """Relax every prescribed state; one result per state, in order."""
         ...
 
     def close(self) -> None:
         """Release the backend (LAMMPS instance, temporary files)."""
         ...
+
+
+@dataclass(frozen=True, eq=False)
+class WarmStart:
+    """Where a batch starts.
+
+    positions_a : (n_sites, 3) start of the first state (Å); lattice positions at empty sites
+    response_a : (n_sites, 3) or None, displacement per unit load displacement (Å/Å) of a
+        previous, similar design: the first displaced state starts from x0 + u * response
+    """
+
+    positions_a: np.ndarray
+    response_a: np.ndarray | None = None
+
+
+def prescribed_response(structure: Structure, response_a: np.ndarray) -> np.ndarray:
+    """``response_a`` with the driven sites set exactly: load sites move by the load direction
+    per unit u, clamp sites not at all (group loading)."""
+    out = np.array(response_a, dtype=float, copy=True)
+    out[structure.kind == 2] = structure.load_direction
+    out[structure.kind == 1] = 0.0
+    return out
 
 
 EngineFactory = Callable[[RunConfig, "Potential | None"], Engine]
@@ -119,6 +144,23 @@ def extrapolation(structure: Structure, states_a: Sequence[float], n: int) -> tu
     if n < 2 or structure.load_mode != "group" or states_a[n - 1] == 0:
         return None
     return n - 1, float(states_a[n]) / float(states_a[n - 1])
+
+
+def first_guess(structure: Structure, states_a: Sequence[float], n: int, relaxed: Sequence[RelaxResult],
+                warm: WarmStart | None) -> tuple[np.ndarray, bool]:
+    """Start positions (n_sites, 3) of state ``n >= 1`` and whether they carry the prescribed displacement.
+
+    Extrapolation of an earlier state of this batch first, then the previous design's
+    response, else the relaxed first state (the engine then displaces the load group).
+    """
+    x0 = relaxed[0].positions_a
+    guess = extrapolation(structure, states_a, n)
+    if guess is not None:
+        prev, ratio = guess
+        return x0 + ratio * (relaxed[prev].positions_a - x0), True
+    if warm is not None and warm.response_a is not None and structure.load_mode == "group" and n == 1:
+        return x0 + float(states_a[n]) * prescribed_response(structure, warm.response_a), True
+    return x0, False
 
 
 def empty_to_lattice(structure: Structure, occupancy: np.ndarray, positions_a: np.ndarray) -> np.ndarray:

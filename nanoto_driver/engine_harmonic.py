@@ -22,7 +22,7 @@ from scipy.sparse import coo_matrix, csr_matrix, diags
 from scipy.sparse.linalg import spsolve
 
 from .config import RunConfig
-from .engine import RelaxResult, empty_to_lattice
+from .engine import RelaxResult, WarmStart, empty_to_lattice
 from .errors import EngineError, RelaxationError
 from .shells import neighbor_pairs
 from .structure import DESIGN, Structure
@@ -59,7 +59,7 @@ class HarmonicEngine:
         return i, j, b
 
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
-              start_positions_a: np.ndarray | None = None) -> list[RelaxResult]:
+              warm: WarmStart | None = None) -> list[RelaxResult]:
         if structure.load_mode != "group":
             raise EngineError("the harmonic test double supports group loading only")
         i, j, b = self._bonds(structure, occupancy)

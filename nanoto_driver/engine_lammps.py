@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .config import RunConfig
-from .engine import RelaxResult, empty_to_lattice, extrapolation
+from .engine import RelaxResult, WarmStart, empty_to_lattice, first_guess
 from .errors import DisplacementError, EngineError
 from .lammps_runtime import mpi_comm, new_instance
 from .lammps_text import (
@@ -96,24 +96,21 @@ class LammpsEngine:
             lmp.close()
 
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
-              start_positions_a: np.ndarray | None = None) -> list[RelaxResult]:
-        start = structure.positions_a if start_positions_a is None else start_positions_a
+              warm: WarmStart | None = None) -> list[RelaxResult]:
+        start = structure.positions_a if warm is None else warm.positions_a
         self._ensure_setup(structure)
         ids = np.flatnonzero(occupancy) + 1
         self._load_atoms(structure, occupancy, ids, start)
         results: list[RelaxResult] = []
         for n, u in enumerate(states_a):
-            guess = extrapolation(structure, states_a, n)
+            displaced = False
             if n > 0:
                 reset = box_reset_command(structure)
                 if reset:  # back to the reference box before restoring positions in it
                     self._lmp.command(reset)
-                x0 = results[0].positions_a[ids - 1]
-                if guess is not None:
-                    prev, ratio = guess
-                    x0 = x0 + ratio * (results[prev].positions_a[ids - 1] - x0)
-                self._scatter_positions(ids, x0)
-            results.append(self._relax_one(structure, occupancy, ids, float(u), n, guess is not None))
+                guess, displaced = first_guess(structure, states_a, n, results, warm)
+                self._scatter_positions(ids, guess[ids - 1])
+            results.append(self._relax_one(structure, occupancy, ids, float(u), n, displaced))
         return results
 
     def close(self) -> None:

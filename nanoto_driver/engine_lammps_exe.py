@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import RunConfig
-from .engine import RelaxResult, empty_to_lattice, extrapolation
+from .engine import RelaxResult, WarmStart, empty_to_lattice, extrapolation, prescribed_response
 from .engine_lammps import is_converged, settings_from
 from .errors import DisplacementError, EngineError
 from .lammps_runtime import lmp_executable, mpiexec_executable
@@ -62,13 +62,16 @@ class LammpsExeEngine:
         return float(match.group(1))
 
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
-              start_positions_a: np.ndarray | None = None) -> list[RelaxResult]:
-        start = structure.positions_a if start_positions_a is None else start_positions_a
+              warm: WarmStart | None = None) -> list[RelaxResult]:
+        start = structure.positions_a if warm is None else warm.positions_a
+        response = None
+        if warm is not None and warm.response_a is not None and structure.load_mode == "group":
+            response = prescribed_response(structure, warm.response_a)
         t0 = time.perf_counter()
         with self._work_dir() as folder:
             write_data_file(folder / "design.data", structure, occupancy,
-                            empty_to_lattice(structure, occupancy, start))
-            script = self.input_script(structure, states_a)
+                            empty_to_lattice(structure, occupancy, start), velocities=response)
+            script = self.input_script(structure, states_a, response is not None)
             log = self._run(folder, "run.lmp", script, u_a=float(states_a[-1]))
             reports = parse_log(log)
             if len(reports) != len(states_a):
@@ -81,8 +84,12 @@ class LammpsExeEngine:
         pass
 
     # -- text ----------------------------------------------------------------
-    def input_script(self, structure: Structure, states_a: Sequence[float]) -> str:
-        """The complete ``run.lmp``: set-up from ``design.data``, then one block per state."""
+    def input_script(self, structure: Structure, states_a: Sequence[float], response: bool = False) -> str:
+        """The complete ``run.lmp``: set-up from ``design.data``, then one block per state.
+
+        ``response``: the data file's Velocities section holds the previous design's
+        response per unit u, and the first displaced state starts on it.
+        """
         head = (f"# nanoto {self.name}: {len(states_a)} prescribed states, run with\n"
                 "#   lmp -in run.lmp        (or: mpiexec -n R lmp -in run.lmp)\n"
                 "# in the folder that holds design.data.\n")
@@ -92,7 +99,8 @@ class LammpsExeEngine:
             blocks.append(state_script(structure, self.settings, f"s{n}", float(u),
                                        dump_file=f"state_s{n}.dump",
                                        restore_label="s0" if n > 0 else None,
-                                       extrapolate=(f"s{guess[0]}", guess[1]) if guess else None))
+                                       extrapolate=(f"s{guess[0]}", guess[1]) if guess else None,
+                                       from_response=response and n == 1 and guess is None))
         return head + "".join(blocks)
 
     # -- internals -----------------------------------------------------------

@@ -14,7 +14,7 @@ import numpy as np
 
 from .config import RunConfig
 from .design import check_load_path, initial_occupancy
-from .engine import Engine, make_engine
+from .engine import Engine, WarmStart, make_engine
 from .lammps_runtime import mpi_comm
 from .lattice_constant import lattice_constant_a
 from .load_cases import build_structure
@@ -58,7 +58,7 @@ def open_problem(config: RunConfig) -> Problem:
 
 
 def evaluate(problem: Problem, occupancy: np.ndarray | None = None, delta_a: float | None = None,
-             start_positions_a: np.ndarray | None = None) -> StiffnessResult:
+             warm: WarmStart | None = None) -> StiffnessResult:
     """K_sym of ``occupancy`` (default: the configured initial design) at δ (default: from the config)."""
     cfg = problem.config
     if occupancy is None:
@@ -66,7 +66,7 @@ def evaluate(problem: Problem, occupancy: np.ndarray | None = None, delta_a: flo
     check_load_path(problem.structure, occupancy)
     delta = problem.delta_a() if delta_a is None else delta_a
     return symmetric_curvature(problem.engine, problem.structure, occupancy, delta,
-                               cfg.minimizer.max_nonaffine_a, start_positions_a)
+                               cfg.minimizer.max_nonaffine_a, warm)
 
 
 def summary(problem: Problem, occupancy: np.ndarray, result: StiffnessResult, wall_s: float,

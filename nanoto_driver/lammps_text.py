@@ -77,13 +77,16 @@ def setup_script(structure: Structure, potential: Potential, settings: ScriptSet
 
 def state_script(structure: Structure, settings: ScriptSettings, label: str, u_a: float,
                  dump_file: str | None = None, restore_label: str | None = None,
-                 extrapolate: tuple[str, float] | None = None, start_displaced: bool = False) -> str:
+                 extrapolate: tuple[str, float] | None = None, start_displaced: bool = False,
+                 from_response: bool = False) -> str:
     """One prescribed state: reset the box, restore the relaxed positions of state
     ``restore_label`` (from its dump), apply u, minimize, report, dump.
 
     ``extrapolate = (label, ratio)`` starts instead from x0 + ratio (x_label - x0), the
-    linear response of an earlier state scaled to this u; ``start_displaced`` says the
-    positions already carry the prescribed displacement (set from Python).
+    linear response of an earlier state scaled to this u; ``from_response`` starts from
+    x0 + u * v, the previous design's response stored as per-atom velocities;
+    ``start_displaced`` says the positions already carry the prescribed displacement
+    (set from Python).
     """
     return render(
         "state.lmp.j2",
@@ -101,7 +104,8 @@ def state_script(structure: Structure, settings: ScriptSettings, label: str, u_a
         restore_label=restore_label,
         extrapolate_from=extrapolate[0] if extrapolate else None,
         ratio=_fmt(extrapolate[1]) if extrapolate else None,
-        start_displaced=start_displaced or extrapolate is not None,
+        from_response=from_response,
+        start_displaced=start_displaced or extrapolate is not None or from_response,
     )
 
 
@@ -120,10 +124,13 @@ def atom_types(structure: Structure, occupancy: np.ndarray) -> np.ndarray:
 
 
 def write_data_file(path: Path, structure: Structure, occupancy: np.ndarray,
-                    positions_a: np.ndarray, title: str = "nanoto design", include_empty: bool = True) -> None:
+                    positions_a: np.ndarray, title: str = "nanoto design", include_empty: bool = True,
+                    velocities: np.ndarray | None = None) -> None:
     """Write every site as an atom (id = site + 1); empty sites get type 4 (or are left out).
 
     Positions are written with 17 significant digits, so they read back bit for bit.
+    ``velocities`` (n_sites, 3), if given, fill the Velocities section: nanoto stores the
+    previous design's response to the load there (minimization ignores velocities).
     """
     lo, hi = structure.lattice.box_a()
     types = atom_types(structure, occupancy)
@@ -136,7 +143,12 @@ def write_data_file(path: Path, structure: Structure, occupancy: np.ndarray,
         f"{s + 1} {types[s]} {_fmt(x)} {_fmt(y)} {_fmt(z)}"
         for s, (x, y, z) in zip(sites, positions_a[sites], strict=True)
     )
-    path.write_text("\n".join(lines) + "\n" + body + "\n")
+    text = "\n".join(lines) + "\n" + body + "\n"
+    if velocities is not None:
+        text += "\nVelocities\n\n" + "\n".join(
+            f"{s + 1} {_fmt(vx)} {_fmt(vy)} {_fmt(vz)}"
+            for s, (vx, vy, vz) in zip(sites, velocities[sites], strict=True)) + "\n"
+    path.write_text(text)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import numpy as np
 from .cleanup import clean, padded_table
 from .config import RunConfig
 from .design import initial_occupancy
+from .engine import WarmStart
 from .evaluate import Problem, evaluate
 from .filter import ShellFilter, build_filter
 from .shells import neighbor_table
@@ -34,6 +35,7 @@ class OptimizerState:
     occupancy : (n_sites,) bool, the design to evaluate at iteration ``k``
     alpha_hat : (n_sites,) previous filtered, averaged sensitivity (eV/Å²), or None at k = 0
     positions_a : (n_sites, 3) relaxed positions of the previous iteration's E(0), or None
+    response_a : (n_sites, 3) previous response to the load per unit u, or None
     k_history : K_sym of iterations 0..k-1 (eV/Å²)
     """
 
@@ -41,7 +43,14 @@ class OptimizerState:
     occupancy: np.ndarray
     alpha_hat: np.ndarray | None = None
     positions_a: np.ndarray | None = None
+    response_a: np.ndarray | None = None
     k_history: tuple[float, ...] = ()
+
+    def warm_start(self) -> WarmStart | None:
+        """E(0) from the previous relaxed positions, +δ from the previous response."""
+        if self.positions_a is None:
+            return None
+        return WarmStart(self.positions_a, self.response_a)
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,8 +121,7 @@ def iterate(problem: Problem, state: OptimizerState | None = None,
     previous = state.occupancy
     while True:
         t0 = time.perf_counter()
-        start = state.positions_a if opt.warm_start else None
-        result = evaluate(problem, state.occupancy, start_positions_a=start)
+        result = evaluate(problem, state.occupancy, warm=state.warm_start() if opt.warm_start else None)
         t1 = time.perf_counter()
         alpha_hat = kern.filter(result.alpha)
         if cfg.filter.history and state.alpha_hat is not None:
@@ -132,7 +140,8 @@ def iterate(problem: Problem, state: OptimizerState | None = None,
             occ = beso_step(alpha_hat, state.occupancy, kern.design, n_next, opt.addition_ratio)
             occ = clean(kern.table, occ, kern.design, kern.clamp, kern.load, alpha_hat, n_next,
                         opt.min_neighbors)
-            next_state = OptimizerState(state.k + 1, occ, alpha_hat, result.relaxed[0].positions_a, history)
+            next_state = OptimizerState(state.k + 1, occ, alpha_hat, result.relaxed[0].positions_a,
+                                        result.response_a, history)
         yield IterationRecord(
             k=state.k, occupancy=state.occupancy, result=result, alpha_hat=alpha_hat,
             n_design_atoms=n_design, volume_fraction=n_design / int(kern.design.sum()),

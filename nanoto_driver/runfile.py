@@ -6,7 +6,7 @@ Layout (format "nanoto-run", version 1; docs/formats.md has the full table)::
     /provenance        attrs: versions, potential sha256, MPI ranks, host, command line, times
     /lattice           attrs cells, a0_a; datasets kind (n,), design (n,)
     /iterations/<col>  one row per iteration (k, k_sym_ev_per_a2, ..., occupancy (n_iter, n))
-    /state             what the next iteration needs: k, occupancy, alpha_hat, positions_a
+    /state             what the next iteration needs: k, occupancy, alpha_hat, positions_a, response_a
     /final             the last evaluated design: occupancy, positions_a, alpha, alpha_hat
 
 Every update copies the file to ``run.h5.partial``, writes there and renames it
@@ -122,7 +122,8 @@ def append(path: Path, record: IterationRecord, previous_write_s: float = 0.0) -
         state = f.require_group("state")
         nxt = record.next_state
         if nxt is not None:
-            _write_arrays(state, occupancy=nxt.occupancy, alpha_hat=nxt.alpha_hat, positions_a=nxt.positions_a)
+            _write_arrays(state, occupancy=nxt.occupancy, alpha_hat=nxt.alpha_hat, positions_a=nxt.positions_a,
+                          response_a=nxt.response_a)
             state.attrs["k"] = nxt.k
 
 
@@ -172,7 +173,8 @@ def load_state(path: Path, config: RunConfig) -> OptimizerState | None:
         st = f["state"]
         return OptimizerState(
             k=int(st.attrs["k"]), occupancy=st["occupancy"][:], alpha_hat=st["alpha_hat"][:],
-            positions_a=st["positions_a"][:], k_history=history,
+            positions_a=st["positions_a"][:], response_a=st["response_a"][:] if "response_a" in st else None,
+            k_history=history,
         )
 
 

@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .engine import Engine, RelaxResult
+from .engine import Engine, RelaxResult, WarmStart
 from .errors import DisplacementError, RelaxationError
 from .shells import neighbor_pairs
 from .structure import Structure
@@ -73,6 +73,11 @@ class StiffnessResult:
     def residual_force_ev_per_a(self) -> float:
         """R(0): the residual generalized force that biases K_fwd."""
         return self.states[0].reaction_ev_per_a
+
+    @property
+    def response_a(self) -> np.ndarray:
+        """(n_sites, 3) displacement per unit load displacement, (x(+δ) - x(0)) / δ: the next warm start."""
+        return (self.relaxed[1].positions_a - self.relaxed[0].positions_a) / self.delta_a
 
     @property
     def force_evaluations(self) -> int:
@@ -143,19 +148,18 @@ def _check(structure: Structure, occupancy: np.ndarray, results: Sequence[RelaxR
 
 
 def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndarray, delta_a: float,
-                        max_nonaffine_a: float = 1.0,
-                        start_positions_a: np.ndarray | None = None) -> StiffnessResult:
+                        max_nonaffine_a: float = 1.0, warm: WarmStart | None = None) -> StiffnessResult:
     """Relax (0, +δ, -δ) in one batch and reduce them to K_sym, K_fwd, K_force and α.
 
     Parameters
     ----------
     occupancy : (n_sites,) bool
     delta_a : δ in Å (> 0)
-    start_positions_a : (n_sites, 3) start of the 0 state (default: lattice sites)
+    warm : start of the 0 state and the previous response to the load (default: lattice sites)
     """
     if not delta_a > 0:
         raise ValueError(f"delta must be positive, got {delta_a}")
-    results = engine.relax(structure, occupancy, [m * delta_a for m in STATES], start_positions_a)
+    results = engine.relax(structure, occupancy, [m * delta_a for m in STATES], warm)
     for r in results:
         log.debug("state u = %+.4g Å: %s after %d iterations, %d force evaluations, |F| = %.2g eV/Å, %.2f s",
                  r.u_a, r.stop_reason, r.iterations, r.force_evaluations, r.fnorm_ev_per_a, r.wall_s)

@@ -77,3 +77,13 @@ def test_data_file_reads_back_bit_for_bit(tmp_path):
     np.testing.assert_array_equal(table[:, 2:], pos)  # repr() round-trips exactly
     np.testing.assert_allclose(atoms.get_positions(), pos, rtol=0, atol=1e-12)  # ASE's own maths
     np.testing.assert_array_equal(atoms.arrays["type"], s.kind + 1)
+
+
+def test_run_script_and_data_file_with_response(monkeypatch, tmp_path):
+    """The previous response travels as the Velocities section and starts the +δ state."""
+    s = build_structure(DomainConfig(load_case="cantilever", cells=(4, 2, 1), clamp_cells=1), A0)
+    occ = np.ones(s.n_sites, bool)
+    response = np.tile([0.0, -0.5, 0.0], (s.n_sites, 1))
+    write_data_file(tmp_path / "design.data", s, occ, s.positions_a, velocities=response)
+    _check("cantilever_4x2x1_response.data", (tmp_path / "design.data").read_text())
+    _check("run_cantilever_response.lmp", _exe_engine(monkeypatch).input_script(s, [0.0, 0.01, -0.01], True))

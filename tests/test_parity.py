@@ -44,3 +44,29 @@ def test_periodic_thickness_parity(lammps_ok):
     _close(a, b)
     c = evaluate_json(cfg, ranks=2)
     _close(a, c)
+
+
+def test_warm_start_parity_and_accuracy(lammps_ok):
+    """Warm starts (previous positions and response) change the path, not the answer; both engines agree."""
+    import numpy as np
+
+    from nanoto_driver.config import load_config
+    from nanoto_driver.design import initial_occupancy
+    from nanoto_driver.engine import WarmStart
+    from nanoto_driver.evaluate import evaluate, open_problem
+
+    results = {}
+    for engine in ("lammps", "lammps-exe"):
+        problem = open_problem(load_config(EXAMPLES / "cantilever_finite.yaml", [f"engine.name={engine}"]))
+        full = initial_occupancy(problem.config.design, problem.structure)
+        holed = full.copy()
+        holed[np.flatnonzero(problem.structure.kind == 0)[::9]] = False
+        previous = evaluate(problem, full)
+        warm = WarmStart(previous.relaxed[0].positions_a, previous.response_a)
+        results[engine] = (evaluate(problem, holed), evaluate(problem, holed, warm=warm))
+        problem.engine.close()
+    cold, warm = results["lammps"]
+    assert abs(warm.k_sym_ev_per_a2 - cold.k_sym_ev_per_a2) <= 1e-6 * cold.k_sym_ev_per_a2
+    assert warm.force_evaluations < cold.force_evaluations
+    exe_warm = results["lammps-exe"][1]
+    assert abs(exe_warm.k_sym_ev_per_a2 - warm.k_sym_ev_per_a2) <= REL * warm.k_sym_ev_per_a2
