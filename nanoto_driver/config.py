@@ -66,6 +66,10 @@ class MinimizerConfig(_Section):
     ftol_ev_per_a: float = Field(1.0e-8, gt=0)
     maxiter: int = Field(100000, ge=1)
     maxeval: int = Field(1000000, ge=1)
+    accept_fmax_ev_per_a: float = Field(
+        1.0e-4, gt=0, description="a minimization that ends on a line-search stop (its numerical floor, "
+        "typical for large systems) is accepted if no force component exceeds this (eV/Å)"
+    )
     max_nonaffine_a: float = Field(
         1.0, gt=0, description="largest allowed change of a first-neighbour bond vector in a relaxation (Å)"
     )

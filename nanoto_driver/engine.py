@@ -39,6 +39,7 @@ class RelaxResult:
     stop_reason : the minimizer's stopping criterion, verbatim
     iterations, force_evaluations : minimizer counts
     fnorm_ev_per_a : final 2-norm of the force vector (eV/Å)
+    fmax_ev_per_a : final largest force component (eV/Å)
     n_atoms : atoms present after the relaxation
     wall_s : wall time of this state (s)
     """
@@ -53,6 +54,7 @@ class RelaxResult:
     iterations: int
     force_evaluations: int
     fnorm_ev_per_a: float
+    fmax_ev_per_a: float
     n_atoms: int
     wall_s: float
 

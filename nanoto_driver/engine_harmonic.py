@@ -100,5 +100,6 @@ class HarmonicEngine:
             u_a=u, site_energies_ev=site_e, positions_a=positions, engine_energy_ev=float(site_e.sum()),
             reaction_ev_per_a=reaction, converged=True, stop_reason="linear solve", iterations=1,
             force_evaluations=1, fnorm_ev_per_a=float(np.linalg.norm(grad[free])),
+            fmax_ev_per_a=float(np.abs(grad[free]).max()) if free.any() else 0.0,
             n_atoms=int(occupancy.sum()), wall_s=wall_s,
         )

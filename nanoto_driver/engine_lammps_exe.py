@@ -143,9 +143,10 @@ class LammpsExeEngine:
         return RelaxResult(
             u_a=rep.u_a, site_energies_ev=site_e, positions_a=full, engine_energy_ev=rep.pe_ev,
             reaction_ev_per_a=rep.reaction_ev_per_a,
-            converged=is_converged(st.stop_reason, rep.fnorm_ev_per_a, self.settings.ftol_ev_per_a),
+            converged=is_converged(st.stop_reason, rep.fmax_ev_per_a, self.settings),
             stop_reason=st.stop_reason, iterations=st.iterations, force_evaluations=st.force_evaluations,
-            fnorm_ev_per_a=rep.fnorm_ev_per_a, n_atoms=rep.natoms, wall_s=wall_s,
+            fnorm_ev_per_a=rep.fnorm_ev_per_a, fmax_ev_per_a=rep.fmax_ev_per_a, n_atoms=rep.natoms,
+            wall_s=wall_s,
         )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import jinja2
@@ -19,6 +20,7 @@ N_TYPES = 4  # 1 design, 2 clamp, 3 load, 4 empty site
 EMPTY_TYPE = 4
 
 
+@lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     from nanoto_lammps_inputs import TEMPLATE_DIR
 
@@ -49,6 +51,7 @@ class ScriptSettings:
     maxiter: int = 100000
     maxeval: int = 1000000
     accelerator: str = "none"
+    accept_fmax_ev_per_a: float = 1.0e-4
 
 
 def setup_script(structure: Structure, potential: Potential, settings: ScriptSettings,
@@ -168,6 +171,7 @@ class StateReport:
     u_a: float
     pe_ev: float
     fnorm_ev_per_a: float
+    fmax_ev_per_a: float
     reaction_ev_per_a: float
     natoms: int
     stats: MinStats
@@ -188,7 +192,7 @@ def parse_log(text: str) -> list[StateReport]:
     if len(stats) != len(results):
         raise ValueError(f"log has {len(stats)} minimizations but {len(results)} result lines")
     return [
-        StateReport(r["label"], float(r["u"]), float(r["pe"]), float(r["fnorm"]),
+        StateReport(r["label"], float(r["u"]), float(r["pe"]), float(r["fnorm"]), float(r["fmax"]),
                     float(r["reaction"]), int(float(r["natoms"])), s)
         for r, s in zip(results, stats, strict=True)
     ]

@@ -40,6 +40,7 @@ class StateDiagnostics:
     iterations: int
     force_evaluations: int
     fnorm_ev_per_a: float
+    fmax_ev_per_a: float
     converged: bool
     stop_reason: str
     energy_ev: float
@@ -126,10 +127,15 @@ def _check(structure: Structure, occupancy: np.ndarray, results: Sequence[RelaxR
                 f"u = {r.u_a:g} Å lost atoms ({r.n_atoms} of {n_present} left); reduce load.strain"
             )
         if not r.converged:
+            if r.stop_reason in ("max iterations", "max force evaluations"):
+                fix = "raise minimizer.maxiter / minimizer.maxeval or loosen minimizer.ftol_ev_per_a"
+            else:
+                fix = ("the minimizer reached its numerical floor with large forces: the design may be "
+                       "unstable; minimizer.accept_fmax_ev_per_a sets what is accepted")
             raise RelaxationError(
                 f"relaxation at u = {r.u_a:g} Å stopped on '{r.stop_reason}' after {r.iterations} "
-                f"iterations with force norm {r.fnorm_ev_per_a:.3g} eV/Å; raise minimizer.maxiter / "
-                "minimizer.maxeval or loosen minimizer.ftol_ev_per_a"
+                f"iterations with force norm {r.fnorm_ev_per_a:.3g} eV/Å (largest component "
+                f"{r.fmax_ev_per_a:.3g} eV/Å); {fix}"
             )
         reference = structure.positions_a if n == 0 else results[0].positions_a
         drift = max_bond_change_a(structure, occupancy, r.positions_a, reference)
@@ -175,7 +181,7 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
         )
     alpha = (plus.site_energies_ev + minus.site_energies_ev - 2.0 * zero.site_energies_ev) / d2
     states = tuple(
-        StateDiagnostics(r.u_a, r.iterations, r.force_evaluations, r.fnorm_ev_per_a, r.converged,
+        StateDiagnostics(r.u_a, r.iterations, r.force_evaluations, r.fnorm_ev_per_a, r.fmax_ev_per_a, r.converged,
                          r.stop_reason, r.energy_ev, r.engine_energy_ev, r.reaction_ev_per_a, drift,
                          r.wall_s)
         for r, drift in zip(results, drifts, strict=True)
