@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
 from .errors import NanotoError
-
-_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 
 
 def _rank() -> int:
@@ -25,10 +22,9 @@ def _rank() -> int:
         from mpi4py import MPI
 
         return int(MPI.COMM_WORLD.Get_rank())
-    for name in _RANK_VARIABLES:
-        if name in os.environ:
-            return int(os.environ[name])
-    return 0
+    from .lammps_runtime import launcher_rank
+
+    return launcher_rank() or 0
 
 
 def _say(text: str, stream: Any = None) -> None:

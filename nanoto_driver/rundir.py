@@ -29,7 +29,7 @@ from . import __version__, runfile
 from .config import RunConfig, config_hash
 from .errors import InputError, NanotoError
 from .evaluate import Problem, open_problem
-from .lammps_runtime import mpi_comm
+from .lammps_runtime import launcher_rank, mpi_comm
 from .observers import LogObserver, ProgressObserver, RunFileObserver
 from .optimizer import OptimizerState, run
 from .outputs import occupancy_sha256, plot_convergence, plot_design, write_structure_files, write_summary
@@ -61,18 +61,12 @@ class _Ranks:
     """Rank 0 does I/O; ``share`` broadcasts its value to the others."""
 
     def __init__(self) -> None:
-        self.comm = mpi_comm() if "mpi4py" in sys.modules or _under_mpi() else None
+        self.comm = mpi_comm() if "mpi4py" in sys.modules or launcher_rank() is not None else None
         self.rank = self.comm.Get_rank() if self.comm is not None else 0
         self.size = self.comm.Get_size() if self.comm is not None else 1
 
     def share(self, value: Any) -> Any:
         return self.comm.bcast(value, root=0) if self.comm is not None else value
-
-
-def _under_mpi() -> bool:
-    import os
-
-    return any(v in os.environ for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"))
 
 
 def _check_folder(run_path: Path, config: RunConfig, resume: bool) -> str | None:
