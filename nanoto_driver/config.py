@@ -117,7 +117,7 @@ class RunConfig(_Section):
     base_dir: str = Field(".", description="set by the loader: folder of the YAML file")
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = tree
     for key in keys[:-1]:
@@ -134,7 +134,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got '{pair}'")
-        _set_dotted(tree, key.strip(), _parse_value(text))
+        set_dotted(tree, key.strip(), _parse_value(text))
     return tree
 
 
@@ -149,11 +149,11 @@ def _parse_value(text: str) -> Any:
     return value
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge_trees(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_trees(out[key], value)
         else:
             out[key] = value
     return out
@@ -222,5 +222,5 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"{path}: expected a mapping of sections at the top level")
         tree = loaded or {}
         tree["base_dir"] = str(path.resolve().parent)
-    tree = _merge(tree, parse_overrides(overrides or []))
+    tree = merge_trees(tree, parse_overrides(overrides or []))
     return build_config(tree, source)

@@ -59,3 +59,29 @@ def evaluate_json(config: Path | str, *sets: str, engine: str | None = None, ran
     proc = run_cli(*args, ranks=ranks)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+SMOKE = ROOT / "workflows" / "sweeps" / "smoke.yaml"
+
+
+def results(root: Path) -> dict[str, tuple[float, str]]:
+    """Campaign design id -> (K_sym, final occupancy sha256) of every finished design."""
+    from nanoto_driver.campaign import open_campaign
+
+    out = {}
+    for d in open_campaign(root).designs:
+        if d.done:
+            s = json.loads(d.summary_path.read_text())
+            out[d.id] = (s["k_sym_ev_per_a2"], s["final_occupancy_sha256"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def smoke(lammps_ok, tmp_path_factory) -> Path:
+    """The smoke sweep run by the local executor, 2 workers x 1 rank."""
+    root = tmp_path_factory.mktemp("campaign") / "smoke"
+    assert run_cli("campaign", "plan", str(SMOKE), "-o", str(root)).returncode == 0
+    proc = run_cli("campaign", "run", str(root), "--executor", "local", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "4 done, 0 failed" in proc.stdout
+    return root
