@@ -84,3 +84,39 @@ def test_failed_design_is_reported_and_resubmit_takes_only_it(slurm, lammps_ok, 
     assert task["state"] == "failed" and task["attempts"] == 2
     assert task["slurm_job"] == f"{again[0]['job_id']}_1"
     assert len(read_submissions(open_campaign(root))) == 2
+
+
+# A design of ~45 s on 2 ranks (40 iterations of ~1.1 s): longer than the ~0-30 s a run gets
+# before its signal, so the time limit must stop it at least once.
+LONG = {"name": "requeue",
+        "config": {"domain": {"load_case": "cantilever", "cells": [24, 12, 1], "thickness": "periodic"},
+                   "optimizer": {"evolution_rate": 0.03, "window": 3, "max_iterations": 40,
+                                 "volume_fraction": 0.5},
+                   "filter": {"shells": 2}}}
+
+
+def test_time_limit_requeues_and_the_result_equals_an_uninterrupted_run(slurm, lammps_ok, tmp_path):
+    # Slurm checks time limits every 30 s: with --time=1 and --signal=B:USR1@30 the signal comes at the
+    # first check, 0-30 s after the start (facts in .ci/slurm/start.sh); the element requeues itself.
+    sweep = tmp_path / "requeue.yaml"
+    sweep.write_text(yaml.safe_dump(LONG))
+    profile = tmp_path / "short.yaml"
+    profile.write_text(yaml.safe_dump({**yaml.safe_load(PROFILE.read_text()),
+                                       "time": "00:01:00", "signal_margin_s": 30}))
+    reference, root = tmp_path / "reference", tmp_path / "cluster"
+    for folder in (reference, root):
+        assert run_cli("campaign", "plan", str(sweep), "-o", str(folder)).returncode == 0
+    proc = run_cli("campaign", "run", str(reference), "--workers", "1", "--ranks", "2")
+    assert proc.returncode == 0, proc.stderr
+
+    records = submit(root, profile=profile)
+    job = f"{records[0]['job_id']}_0"
+    design = open_campaign(root).design(0)
+    task = json.loads(design.task_path.read_text())
+    out = (root / "slurm" / f"{job}.out").read_text()
+    assert task["state"] == "done" and task["restarts"] >= 1, (task, out)
+    assert "time limit near: requeue" in out and "DUE TO JOB REQUEUE" in out, out
+    assert "resuming" in (design.path / "run.log").read_text()
+    (k_ref, occ_ref), (k, occ) = results(reference)[design.id], results(root)[design.id]
+    assert occ == occ_ref
+    assert k == pytest.approx(k_ref, rel=1e-12)
