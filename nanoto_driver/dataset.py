@@ -449,7 +449,7 @@ def summary_text(path: str | Path) -> str:
             f" (targets {', '.join(f'{v:g}' for v in sorted(table['target_volume_fraction'].unique()))})",
             "", "K ratio (k_sym / k_sym_full) by load case, thickness, target volume fraction:",
             table.groupby(["load_case", "thickness", "target_volume_fraction"])["k_ratio"]
-            .describe()[["count", "mean", "min", "max"]].to_string(float_format=lambda v: f"{v:.4f}"),
+            .agg(["count", "mean", "min", "max"]).to_string(float_format=lambda v: f"{v:.4f}"),
         ]
     if len(skipped):
         lines += ["", "skipped designs:"]
