@@ -205,6 +205,24 @@ def build_config(tree: dict[str, Any], source: str = "config") -> RunConfig:
         raise ConfigError(_describe(err, source)) from None
 
 
+def read_yaml_mapping(path: Path, what: str, expected: str) -> dict[str, Any]:
+    """The YAML mapping in ``path`` (empty file: {}) with ``base_dir`` set to its folder.
+
+    Errors name the file: missing, not YAML, or not a mapping (``expected`` says what should be there).
+    """
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected {expected}")
+    tree = dict(loaded or {})
+    tree["base_dir"] = str(path.resolve().parent)
+    return tree
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML run config (or the defaults when ``path`` is None) and apply ``--set`` pairs."""
     tree: dict[str, Any] = {}
@@ -212,15 +230,6 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     if path is not None:
         path = Path(path)
         source = str(path)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-        tree = loaded or {}
-        tree["base_dir"] = str(path.resolve().parent)
+        tree = read_yaml_mapping(path, "config", "a mapping of sections at the top level")
     tree = merge_trees(tree, parse_overrides(overrides or []))
     return build_config(tree, source)

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .config import RunConfig, build_config, config_hash, merge_trees, set_dotted
+from .config import RunConfig, build_config, config_hash, merge_trees, read_yaml_mapping, set_dotted
 from .errors import ConfigError
 
 
@@ -59,15 +59,7 @@ class Design:
 def load_sweep(path: str | Path) -> SweepConfig:
     """Read and validate a sweep YAML; errors name the file and the key."""
     path = Path(path)
-    try:
-        tree = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"sweep file not found: {path}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: expected a mapping with name, base, config, grid, zip")
-    tree["base_dir"] = str(path.resolve().parent)
+    tree = read_yaml_mapping(path, "sweep", "a mapping with name, base, config, grid, zip")
     try:
         return SweepConfig.model_validate(tree)
     except ValidationError as err:
