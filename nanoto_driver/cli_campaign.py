@@ -6,6 +6,7 @@
     nanoto campaign task CAMPAIGN INDEX          (one array element; idempotent)
     nanoto campaign status CAMPAIGN [--json]
     nanoto campaign resubmit CAMPAIGN --profile PROFILE.yaml   (failed and missing only)
+    nanoto campaign export CAMPAIGN --fireworks wf.yaml [--ranks R]   (FireWorks; workflows extra)
     nanoto dataset build CAMPAIGN -o dataset.h5
     nanoto dataset summary dataset.h5
 """
@@ -17,6 +18,8 @@ import json
 import logging
 import sys
 from pathlib import Path
+
+from .errors import InputError
 
 log = logging.getLogger("nanoto")
 
@@ -112,6 +115,17 @@ def cmd_resubmit(args: argparse.Namespace) -> int:
     return _submit(args, [s.index for s in statuses if s.state in ("failed", "missing")])
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from .fireworks_export import export_fireworks
+    except ImportError as err:
+        raise InputError(f"FireWorks is not installed ({err}): pip install 'nanoto[workflows]'") from None
+    workflow = export_fireworks(args.campaign, args.fireworks, args.ranks)
+    print(f"wrote {args.fireworks}: {len(workflow.fws) - 1} design Fireworks and the dataset collector; "
+          f"next: lpad add {args.fireworks} && rlaunch rapidfire")
+    return 0
+
+
 def cmd_dataset_build(args: argparse.Namespace) -> int:
     from .dataset import build_dataset
 
@@ -167,6 +181,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("campaign")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = csub.add_parser("export", help="write the campaign as a FireWorks workflow (lpad add accepts it)")
+    p.add_argument("campaign")
+    p.add_argument("--fireworks", required=True, metavar="WF.yaml", help="workflow file to write (.yaml or .json)")
+    p.add_argument("--ranks", type=int, default=1, help="MPI ranks per design (mpiexec -n R; default 1)")
+    p.set_defaults(func=cmd_export)
 
     dataset = sub.add_parser("dataset", help="collect a campaign's designs into one HDF5 dataset")
     dsub = dataset.add_subparsers(dest="dataset_command", required=True)

@@ -44,3 +44,15 @@ class EngineError(NanotoError):
 
 class RelaxationError(EngineError):
     """A relaxation that did not converge or gave a non-physical result."""
+
+
+class RunStopped(BaseException):
+    """A signal stopped the run (Slurm time limit, requeue, scancel, Ctrl-C). Not an error: the
+    run file holds every complete iteration and the run resumes from there. A BaseException so
+    that no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum

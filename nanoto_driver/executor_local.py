@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .campaign import Campaign
 from .campaign_status import campaign_status
-from .errors import InputError
+from .errors import InputError, NanotoError
 from .task import task_log
 
 log = logging.getLogger("nanoto")
@@ -64,6 +64,33 @@ def _launch(campaign: Campaign, index: int, ranks: int) -> subprocess.Popen[byte
         # own session: a terminal's Ctrl-C reaches the executor, which stops the tasks in order
         return subprocess.Popen(task_command(campaign, index, ranks), stdout=out, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True)
+
+
+class TaskFailed(NanotoError):
+    """A campaign task that ended without a finished design; the message carries its error."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def run_one(campaign: Campaign, index: int, ranks: int = 1) -> None:
+    """Run one design's task to its end in a child process (what a workflow manager's job does).
+
+    Raises TaskFailed with the task's own error (task.json: message and run.log tail) when the
+    design did not finish. A design that is done already costs one process start.
+    """
+    from .task import read_task
+
+    proc = _launch(campaign, index, ranks)
+    code = proc.wait()
+    design = campaign.design(index)
+    if code == 0 and design.done:
+        return
+    record = read_task(design) or {}
+    error = record.get("error") or f"see {task_log(design)}"
+    raise TaskFailed(f"design {index} ({design.label}) failed with exit code {code}: {error}",
+                     exit_code=code if code in (2, 3) else 3)
 
 
 def _stop(running: dict[int, subprocess.Popen[bytes]]) -> None:

@@ -8,11 +8,14 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from . import runfile
+from .errors import RunStopped
 from .optimizer import IterationRecord
 
 log = logging.getLogger("nanoto")
@@ -65,3 +68,21 @@ class ProgressObserver:
 
     def close(self) -> None:
         self.bar.close()
+
+
+class StopObserver:
+    """Ends the run after a saved iteration when a checkpoint was asked for (SIGUSR1).
+
+    Goes last, after the run-file write. Rank 0's answer is broadcast (``share``), so every MPI
+    rank stops after the same iteration and the launch ends cleanly (no rank left in a collective).
+    """
+
+    def __init__(self, requested: Callable[[], int | None], share: Callable[[Any], Any]) -> None:
+        self.requested = requested  # the signal number that asked for the stop, or None
+        self.share = share
+
+    def iteration(self, record: IterationRecord) -> None:
+        signum = self.share(self.requested())
+        if signum is not None:
+            log.info("checkpoint after iteration %d: the run resumes from here", record.k)
+            raise RunStopped(signum)

@@ -19,6 +19,7 @@ import platform
 import socket
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from .config import RunConfig, config_hash
 from .errors import InputError, NanotoError
 from .evaluate import Problem, open_problem
 from .lammps_runtime import launcher_rank, mpi_comm
-from .observers import LogObserver, ProgressObserver, RunFileObserver
+from .observers import LogObserver, ProgressObserver, RunFileObserver, StopObserver
 from .optimizer import OptimizerState, run
 from .outputs import occupancy_sha256, plot_convergence, plot_design, write_structure_files, write_summary
 
@@ -82,9 +83,13 @@ def _check_folder(run_path: Path, config: RunConfig, resume: bool) -> str | None
     return runfile.status(run_path)
 
 
-def run_in_dir(config: RunConfig, out_dir: str | Path, resume: bool = False,
-               progress: bool | None = None) -> dict[str, Any]:
-    """Optimize ``config`` in ``out_dir`` (resuming if asked); return the summary (rank 0)."""
+def run_in_dir(config: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool | None = None,
+               stop_requested: Callable[[], int | None] | None = None) -> dict[str, Any]:
+    """Optimize ``config`` in ``out_dir`` (resuming if asked); return the summary (rank 0).
+
+    ``stop_requested()`` is asked after every saved iteration (rank 0's answer counts): a signal
+    number ends the run there with RunStopped, resumable.
+    """
     ranks = _Ranks()
     out = Path(out_dir)
     run_path = out / "run.h5"
@@ -98,7 +103,7 @@ def run_in_dir(config: RunConfig, out_dir: str | Path, resume: bool = False,
         problem = open_problem(config)
         try:
             if status not in FINISHED:
-                _optimize(problem, run_path, status is not None, ranks, progress)
+                _optimize(problem, run_path, status is not None, ranks, progress, stop_requested)
             summary = _finish(problem, out, time.perf_counter() - t0) if ranks.rank == 0 else {}
         finally:
             problem.engine.close()
@@ -109,7 +114,8 @@ def run_in_dir(config: RunConfig, out_dir: str | Path, resume: bool = False,
     return summary
 
 
-def _optimize(problem: Problem, run_path: Path, resuming: bool, ranks: _Ranks, progress: bool | None) -> None:
+def _optimize(problem: Problem, run_path: Path, resuming: bool, ranks: _Ranks, progress: bool | None,
+              stop_requested: Callable[[], int | None] | None) -> None:
     state: OptimizerState | None = None
     if ranks.rank == 0:
         if resuming:
@@ -125,6 +131,8 @@ def _optimize(problem: Problem, run_path: Path, resuming: bool, ranks: _Ranks, p
         observers = [RunFileObserver(run_path), LogObserver(), bar]
         if not bar.bar.disable:  # the bar replaces the per-iteration lines on the terminal
             _quiet_stderr()
+    if stop_requested is not None:
+        observers.append(StopObserver(stop_requested, ranks.share))
     try:
         run(problem, observers, state)
     except NanotoError as err:

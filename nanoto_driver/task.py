@@ -13,7 +13,7 @@ atomically):
     slurm_job    "<array job id>_<task id>" under Slurm, else null
     restarts     SLURM_RESTART_COUNT (how often Slurm requeued it)
     error        for failed: the error and the tail of run.log
-    exit_code    2 input, 3 engine, 143 SIGTERM, 130 SIGINT
+    exit_code    2 input, 3 engine, 143 SIGTERM, 138 SIGUSR1 (checkpointed), 130 SIGINT
 """
 
 from __future__ import annotations
@@ -27,22 +27,32 @@ from pathlib import Path
 from typing import Any
 
 from .campaign import Campaign, CampaignDesign, _now, write_json
-from .errors import NanotoError
+from .errors import NanotoError, RunStopped
 
 log = logging.getLogger("nanoto")
 ERROR_TAIL_LINES = 15
 
 
-class TaskStopped(BaseException):
-    """A termination signal arrived (Slurm time limit, requeue, scancel, kill)."""
+class _Signals:
+    """SIGTERM stops the task at once; SIGUSR1 asks for a checkpoint after the running iteration.
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+    SIGTERM (scancel, Slurm's kill at the time limit, the local executor's Ctrl-C) raises
+    RunStopped wherever Python is: the iteration in flight is lost. SIGUSR1 (the array script
+    forwards it when the time limit is near) only sets a flag that the run reads after its next
+    saved iteration, so every MPI rank stops after the same iteration and the launch ends cleanly.
+    """
 
+    def __init__(self) -> None:
+        self.checkpoint: int | None = None
 
-def _raise_stopped(signum: int, frame: Any) -> None:
-    raise TaskStopped(signum)
+    def stop_now(self, signum: int, frame: Any) -> None:
+        raise RunStopped(signum)
+
+    def ask_checkpoint(self, signum: int, frame: Any) -> None:
+        self.checkpoint = signum
+
+    def requested(self) -> int | None:
+        return self.checkpoint
 
 
 def slurm_job() -> str | None:
@@ -93,17 +103,21 @@ def run_task(campaign: Campaign, index: int) -> int:
         return 0
     config = campaign.config(index)
     is_root = (launcher_rank() or 0) == 0
-    previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    signals = _Signals()
+    previous = signal.signal(signal.SIGTERM, signals.stop_now)
+    # SIGUSR1 keeps this handler after the run: a checkpoint asked for once the design is saved
+    # must not kill the process (the default action) while it writes its last files.
+    signal.signal(signal.SIGUSR1, signals.ask_checkpoint)
     try:
         if is_root:
             _record(design, "running")
         log.info("design %d (%s): %s", index, design.id, design.label)
-        summary = run_in_dir(config, design.path, resume=True, progress=False)
+        summary = run_in_dir(config, design.path, resume=True, progress=False, stop_requested=signals.requested)
     except NanotoError as err:
         if is_root:
             _record(design, "failed", exit_code=err.exit_code, error=_error_tail(design, str(err)))
         raise
-    except TaskStopped as stop:
+    except RunStopped as stop:
         if is_root:
             _record(design, "interrupted", exit_code=128 + stop.signum, error=f"stopped by {stop}")
         log.warning("design %d stopped by %s: it resumes from its last complete iteration", index, stop)
@@ -117,8 +131,7 @@ def run_task(campaign: Campaign, index: int) -> int:
             _record(design, "failed", exit_code=1, error=_error_tail(design, traceback.format_exc(limit=5)))
         raise
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signal.signal(signal.SIGTERM, previous)
     if is_root:
         _record(design, "done", exit_code=0, k_sym_ev_per_a2=summary.get("k_sym_ev_per_a2"))
     return 0

@@ -85,3 +85,27 @@ def smoke(lammps_ok, tmp_path_factory) -> Path:
     assert proc.returncode == 0, proc.stderr
     assert "4 done, 0 failed" in proc.stdout
     return root
+
+
+def need(module: str):
+    """Import an optional backend: skip without it on a laptop, fail in CI (every extra is installed)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        if IN_CI:
+            pytest.fail(f"CI=true but {module} is not importable: {err}")
+        pytest.skip(f"{module} not installed: pip install 'nanoto[workflows]'")
+
+
+def half_failing_sweep(folder: Path) -> Path:
+    """A sweep of smoke design 0 (same config, same id) and one design whose potential file is missing."""
+    import yaml
+
+    tree = yaml.safe_load(SMOKE.read_text())
+    tree.update(grid={"optimizer.volume_fraction": [0.5], "filter.shells": [1]},
+                zip={"potential.file": ["Al_mm.eam.fs", "no_such_potential.eam.fs"]})
+    path = folder / "half_failing.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path

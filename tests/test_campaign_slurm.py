@@ -97,7 +97,8 @@ LONG = {"name": "requeue",
 
 def test_time_limit_requeues_and_the_result_equals_an_uninterrupted_run(slurm, lammps_ok, tmp_path):
     # Slurm checks time limits every 30 s: with --time=1 and --signal=B:USR1@30 the signal comes at the
-    # first check, 0-30 s after the start (facts in .ci/slurm/start.sh); the element requeues itself.
+    # first check, 0-30 s after the start (facts in .ci/slurm/start.sh); the task saves the iteration
+    # in flight and stops, and the element requeues itself.
     sweep = tmp_path / "requeue.yaml"
     sweep.write_text(yaml.safe_dump(LONG))
     profile = tmp_path / "short.yaml"
@@ -115,8 +116,9 @@ def test_time_limit_requeues_and_the_result_equals_an_uninterrupted_run(slurm, l
     task = json.loads(design.task_path.read_text())
     out = (root / "slurm" / f"{job}.out").read_text()
     assert task["state"] == "done" and task["restarts"] >= 1, (task, out)
-    assert "time limit near: requeue" in out and "DUE TO JOB REQUEUE" in out, out
-    assert "resuming" in (design.path / "run.log").read_text()
+    assert "time limit near: checkpoint" in out and "DUE TO JOB REQUEUE" in out, out
+    run_log = (design.path / "run.log").read_text()
+    assert "checkpoint after iteration" in run_log and "resuming" in run_log  # stopped cleanly, resumed
     (k_ref, occ_ref), (k, occ) = results(reference)[design.id], results(root)[design.id]
     assert occ == occ_ref
     assert k == pytest.approx(k_ref, rel=1e-12)
