@@ -32,6 +32,8 @@ class DomainConfig(_Section):
     thickness: Literal["periodic", "finite"] = "periodic"
     clamp_cells: int = Field(2, ge=1, description="clamp layers (cells) at x = 0 or z = 0")
     load_cells: int = Field(1, ge=1, description="load layers (cells) at the free end")
+    load_span: tuple[int, int] | None = Field(
+        None, description="cantilever: y cells [j0, j1) of the load patch on the free end; null: the whole end")
     orientation: Literal["100"] = Field("100", description="crystal frame x=[100] y=[010] z=[001]")
 
     @model_validator(mode="after")
@@ -45,6 +47,12 @@ class DomainConfig(_Section):
                 f"between {self.clamp_cells} clamp and {self.load_cells} load cells; make the "
                 "domain longer or the clamp thinner"
             )
+        if self.load_span is not None:
+            j0, j1 = self.load_span
+            if self.load_case != "cantilever":
+                raise ValueError(f"load_span is for the cantilever only (load_case is {self.load_case})")
+            if not 0 <= j0 < j1 <= self.cells[1]:
+                raise ValueError(f"load_span [{j0}, {j1}) must satisfy 0 <= j0 < j1 <= cells[1] = {self.cells[1]}")
         return self
 
 

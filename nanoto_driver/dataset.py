@@ -60,7 +60,7 @@ ARRAYS = ("occupancy", "kind", "design_mask", "fixed_mask", "fixed_value")
 COLUMNS = {  # table column -> dtype ("str": variable-length UTF-8); K_sym in eV/Å², a0 in Å
     "campaign_index": "i8", "design_id": "str", "config_sha256": "str", "split": "str",
     "status": "str", "converged": "bool", "iterations": "i8",
-    "load_case": "str", "thickness": "str", "nx": "i8", "ny": "i8", "nz": "i8",
+    "load_case": "str", "thickness": "str", "nx": "i8", "ny": "i8", "nz": "i8", "load_j0": "i8", "load_j1": "i8",
     "target_volume_fraction": "f8", "volume_fraction": "f8",
     "filter_shells": "i8", "filter_scheme": "str", "filter_radius_a0": "f8",
     "k_sym_ev_per_a2": "f8", "k_sym_full_ev_per_a2": "f8", "k_ratio": "f8",
@@ -239,12 +239,14 @@ def _read_design(campaign: Campaign, design: CampaignDesign, split: tuple[float,
     fixed = kind != DESIGN
     k_sym, k_full = float(summary["k_sym_ev_per_a2"]), float(summary["k_sym_initial_ev_per_a2"])
     cfg_design, cells = config.design, config.domain.cells
+    load_j0, load_j1 = config.domain.load_span or (0, cells[1])
     table = {
         "campaign_index": design.index, "design_id": design.id, "config_sha256": summary["config_sha256"],
         "split": assign_split(design.id, split, seed), "status": run["status"],
         "converged": bool(summary["converged"]), "iterations": int(summary["iterations"]),
         "load_case": config.domain.load_case, "thickness": config.domain.thickness,
         "nx": cells[0], "ny": cells[1], "nz": cells[2],
+        "load_j0": load_j0, "load_j1": load_j1,
         "target_volume_fraction": config.optimizer.volume_fraction,
         "volume_fraction": float(summary["volume_fraction"]),
         "filter_shells": config.filter.shells, "filter_scheme": config.filter.scheme,

@@ -27,11 +27,19 @@ def _layers(lattice: FccLattice, axis: int, clamp_cells: int, load_cells: int) -
 
 
 def cantilever(domain: DomainConfig, a0_a: float) -> Structure:
-    """Beam along x clamped at x = 0, free end pushed along -y; z periodic or finite."""
+    """Beam along x clamped at x = 0, free end pushed along -y; z periodic or finite.
+
+    ``domain.load_span`` = [j0, j1) limits the load to those y cells of the free end (a load
+    at the top, middle or bottom); the rest of the end layers are design sites.
+    """
     lattice = FccLattice(domain.cells, a0_a)
+    kind = _layers(lattice, 0, domain.clamp_cells, domain.load_cells)
+    if domain.load_span is not None:
+        j = lattice.index[:, 2]
+        kind[(kind == LOAD) & ((j < domain.load_span[0]) | (j >= domain.load_span[1]))] = DESIGN
     return Structure(
         lattice=lattice,
-        kind=_layers(lattice, 0, domain.clamp_cells, domain.load_cells),
+        kind=kind,
         periodic=(False, False, domain.thickness == "periodic"),
         load_mode="group",
         load_direction=np.array([0.0, -1.0, 0.0]),

@@ -68,3 +68,24 @@ def test_occupancy_file_shapes(tmp_path):
     np.save(tmp_path / "bad.npy", np.ones(7, bool))
     with pytest.raises(GeometryError, match="shape"):
         initial_occupancy(DesignConfig(occupancy_file="bad.npy"), s, str(tmp_path))
+
+
+def test_load_span_puts_the_load_on_a_patch_of_the_free_end():
+    s = build_structure(DomainConfig(load_case="cantilever", cells=(10, 6, 1), load_span=(4, 6)), 4.05)
+    i, j = s.lattice.index[:, 1], s.lattice.index[:, 2]
+    end = i == 9
+    assert np.all(s.kind[end & (j >= 4)] == LOAD) and np.all(s.kind[end & (j < 4)] == DESIGN)
+    assert np.all(s.kind[i < 2] == CLAMP)
+    whole = build_structure(DomainConfig(load_case="cantilever", cells=(10, 6, 1), load_span=(0, 6)), 4.05)
+    default = build_structure(DomainConfig(load_case="cantilever", cells=(10, 6, 1)), 4.05)
+    assert np.array_equal(whole.kind, default.kind)
+
+
+@pytest.mark.parametrize("domain, message", [
+    ({"load_case": "cantilever", "cells": (10, 6, 1), "load_span": (4, 7)}, "0 <= j0 < j1 <= cells[1] = 6"),
+    ({"load_case": "cantilever", "cells": (10, 6, 1), "load_span": (3, 3)}, "0 <= j0 < j1"),
+    ({"load_case": "pillar", "cells": (3, 3, 8), "load_span": (0, 1)}, "cantilever only"),
+])
+def test_impossible_load_span_is_refused(domain, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        DomainConfig(**domain)
