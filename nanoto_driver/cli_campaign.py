@@ -54,7 +54,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("nanoto: for Slurm use `nanoto campaign submit CAMPAIGN --profile PROFILE.yaml`", file=sys.stderr)
         return 2
     campaign = open_campaign(args.campaign)
-    report = run_local(campaign, args.workers, args.ranks, indices=args.index or None)
+    indices = args.index or None
+    if args.skip_in:
+        from .dataset import read_table
+
+        have = set(read_table(args.skip_in)["design_id"])
+        wanted = indices if indices is not None else range(len(campaign))
+        indices = [i for i in wanted if campaign.design(i).id not in have]
+        log.info("campaign %s: %d designs are in %s already", campaign.name, len(wanted) - len(indices),
+                 args.skip_in)
+    report = run_local(campaign, args.workers, args.ranks, indices=indices)
     print(f"campaign {campaign.name}: {len(report.done)} done, {len(report.failed)} failed, "
           f"{report.skipped_done} were done already ({report.wall_s:.1f} s)")
     if report.failed:
@@ -129,7 +138,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_dataset_build(args: argparse.Namespace) -> int:
     from .dataset import build_dataset
 
-    report = build_dataset(args.campaign, args.output)
+    report = build_dataset(args.campaign, args.output, previous=args.previous)
     print(f"{report.path}: {report.n_written} designs, {len(report.skipped)} skipped")
     for item in report.skipped[:20]:
         print(f"  skipped {item}")
@@ -159,6 +168,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--workers", type=int, default=1, help="designs at a time (default 1)")
     p.add_argument("--ranks", type=int, default=1, help="MPI ranks per design (default 1)")
     p.add_argument("--index", type=int, action="append", help="only this design index (repeatable)")
+    p.add_argument("--skip-in", metavar="DATASET.h5",
+                   help="skip the designs this dataset already holds (a campaign carried on in pieces)")
     p.set_defaults(func=cmd_run)
 
     for name, func, text in (("submit", cmd_submit, "submit the designs not done as Slurm job arrays"),
@@ -193,6 +204,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p = dsub.add_parser("build", help="build dataset.h5 from the finished designs of a campaign")
     p.add_argument("campaign")
     p.add_argument("-o", "--output", required=True, help="dataset file (.h5)")
+    p.add_argument("--previous", metavar="OLD.h5",
+                   help="earlier dataset of this campaign: designs not finished here are taken from it")
     p.set_defaults(func=cmd_dataset_build)
     p = dsub.add_parser("summary", help="print a table of a dataset")
     p.add_argument("dataset")

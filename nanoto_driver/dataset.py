@@ -301,8 +301,36 @@ def _write(path: Path, attrs: dict[str, Any], groups: dict[str, list[_Row]], ski
         _write_table(f.create_group("skipped"), SKIPPED_COLUMNS, skip_rows)
 
 
+def read_rows(path: str | Path) -> dict[str, _Row]:
+    """Every design of a dataset file as rows (arrays and table), keyed by design id."""
+    rows: dict[str, _Row] = {}
+    with _open_dataset(path) as f:
+        for group in f.get("shapes", {}).values():
+            table = {c: _column(ds) for c, ds in group["table"].items()}
+            shape = tuple(int(v) for v in group.attrs["grid_shape"])
+            arrays = {name: group[name][()] for name in ARRAYS}
+            for i, design_id in enumerate(table["design_id"]):
+                rows[str(design_id)] = _Row(shape, {name: a[i] for name, a in arrays.items()},
+                                            {c: (v[i].item() if hasattr(v[i], "item") else v[i])
+                                             for c, v in table.items()})
+    return rows
+
+
+def _from_previous(previous: dict[str, _Row], campaign: Campaign, design: CampaignDesign,
+                   split: tuple[float, float, float], seed: int) -> _Row | None:
+    """The row of an unfinished design from an earlier dataset, if it holds the same config."""
+    from .config import config_hash
+
+    row = previous.get(design.id)
+    if row is None or row.table["config_sha256"] != config_hash(campaign.config(design.index)):
+        return None
+    table = {**row.table, "campaign_index": design.index, "split": assign_split(design.id, split, seed)}
+    return _Row(row.grid_shape, row.arrays, table)
+
+
 def build_dataset(campaign_root: str | Path, out_path: str | Path, *,
-                  split: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0) -> DatasetReport:
+                  split: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0,
+                  previous: str | Path | None = None) -> DatasetReport:
     """Write every finished design of a campaign to one HDF5 file (docs/dataset.md).
 
     Parameters
@@ -316,6 +344,10 @@ def build_dataset(campaign_root: str | Path, out_path: str | Path, *,
         (train, val, test) fractions, each >= 0, summing to 1.
     seed : int
         Salt of the split hash (``assign_split``).
+    previous : str or Path, optional
+        An earlier dataset of the same campaign: designs not finished in the campaign
+        folder but present there with the same config are taken from it. This is how a
+        campaign run in pieces on machines that keep only the dataset carries on.
 
     Returns
     -------
@@ -334,9 +366,12 @@ def build_dataset(campaign_root: str | Path, out_path: str | Path, *,
     groups: dict[str, list[_Row]] = {}
     skipped: list[SkippedDesign] = []
     n = len(campaign.designs)
+    earlier = read_rows(previous) if previous is not None else {}
     log.info("dataset: reading %d designs of campaign %s", n, campaign.name)
     for i, design in enumerate(campaign.designs, 1):
         row = _read_or_skip(campaign, design, fractions, seed)
+        if isinstance(row, SkippedDesign) and row.category == "incomplete":
+            row = _from_previous(earlier, campaign, design, fractions, seed) or row
         if isinstance(row, SkippedDesign):
             skipped.append(row)
         else:

