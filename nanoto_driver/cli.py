@@ -1,4 +1,4 @@
-"""``nanoto`` command line: info, evaluate, run; campaign and dataset (cli_campaign).
+"""``nanoto`` command line: info, evaluate, run; campaign and dataset (cli_campaign); train, sample, verify (cli_ml).
 
 Exit codes: 0 ok, 2 bad input, 3 engine failure. Errors are one line on stderr.
 Under ``mpiexec -n R`` only rank 0 prints.
@@ -149,15 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in the folder from its last iteration")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_run)
-    from .cli_campaign import add_commands
+    from . import cli_campaign, cli_ml
 
-    add_commands(sub)
+    cli_campaign.add_commands(sub)
+    cli_ml.add_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("campaign", "dataset"):
+    if args.command in ("campaign", "dataset", "train", "sample", "verify"):
         _setup_logging(quiet=False)
     try:
         return int(args.func(args))
