@@ -41,6 +41,7 @@ from . import __version__
 from .campaign import Campaign, CampaignDesign, open_campaign
 from .config import RunConfig, config_hash
 from .errors import InputError
+from .hdf5_files import open_readable
 from .outputs import occupancy_sha256
 from .runfile import FORMAT as RUN_FORMAT
 from .structure import DESIGN
@@ -409,13 +410,7 @@ def _open_dataset(path: str | Path) -> Iterator[h5py.File]:
     """The dataset file opened read-only; InputError naming the file if it is missing or not a dataset."""
     path = Path(path)
     hint = f"rebuild it with `nanoto dataset build CAMPAIGN -o {path}`"
-    if not path.is_file():
-        raise InputError(f"dataset file not found: {path}; {hint}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(f"{path} is not a readable HDF5 file ({err}); {hint}") from None
-    with f:
+    with open_readable(path, "dataset file", hint) as f:
         if f.attrs.get("format") != FORMAT or f.attrs.get("format_version") != FORMAT_VERSION:
             raise InputError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} file; {hint}")
         missing = [k for k in REQUIRED_ATTRS if k not in f.attrs] + [k for k in ("skipped",) if k not in f]

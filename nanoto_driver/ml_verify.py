@@ -39,7 +39,6 @@ No torch here; LAMMPS is imported by the engine when the first condition is eval
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import logging
 import math
@@ -55,7 +54,9 @@ import numpy as np
 from . import __version__
 from .config import RunConfig, build_config
 from .design import components
+from .design_document import file_sha256
 from .errors import ConfigError, DisplacementError, GeometryError, InputError, RelaxationError
+from .hdf5_files import open_readable
 from .outputs import atomic_write, occupancy_sha256
 from .structure import CLAMP, DESIGN, LOAD, Structure
 
@@ -148,13 +149,7 @@ def read_samples(path: str | Path) -> Samples:
     """
     path = Path(path)
     hint = "write it again with `nanoto sample`"
-    if not path.is_file():
-        raise InputError(f"samples file not found: {path}; {hint}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(f"samples file {path} is not a readable HDF5 file ({err}); {hint}") from None
-    with f:
+    with open_readable(path, "samples file", hint) as f:
         version = _plain(f.attrs.get("format_version"))
         if _plain(f.attrs.get("format")) != SAMPLES_FORMAT or version != SAMPLES_FORMAT_VERSION:
             raise InputError(f"{path} is not a {SAMPLES_FORMAT} v{SAMPLES_FORMAT_VERSION} file "
@@ -382,14 +377,6 @@ def _structural(structure: Structure, occupancy: np.ndarray) -> tuple[str | None
         detached = int(occupancy.sum() - sizes.max())
         return f"{present.size} first-shell components: {detached} atoms are detached from the main cluster", True
     return None, True
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _json_value(value: Any) -> Any:
