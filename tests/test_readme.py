@@ -37,6 +37,7 @@ def test_ci_runs_the_readme_test_command():
 
 @pytest.mark.slow
 @pytest.mark.lammps
+@pytest.mark.timeout(960)  # the 15-minute promise plus start-up; the global 600 s cut it on a busy machine
 def test_readme_main_job(lammps_ok, tmp_path):
     """The demo: a real LAMMPS optimization of >= 3,000 design sites that converges within 15 minutes."""
     out = tmp_path / "demo"
