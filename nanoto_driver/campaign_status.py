@@ -81,7 +81,8 @@ def design_status(design: CampaignDesign, queue: dict[str, str], element: str | 
     if task is None:
         if element is not None:
             return DesignStatus(design.index, design.id, "missing", f"Slurm {element} left the queue unstarted")
-        return DesignStatus(design.index, design.id, "pending", "not started")
+        seeded = " (seeded: resumes where a run of lower target left its path)" if design.run_path.exists() else ""
+        return DesignStatus(design.index, design.id, "pending", "not started" + seeded)
     where = task.get("slurm_job") or f"{task.get('host')} pid {task.get('pid')}"
     if task["state"] == "failed":
         return DesignStatus(design.index, design.id, "failed", f"exit {task.get('exit_code')} on {where}",

@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         indices = [i for i in wanted if campaign.design(i).id not in have]
         log.info("campaign %s: %d designs are in %s already", campaign.name, len(wanted) - len(indices),
                  args.skip_in)
-    report = run_local(campaign, args.workers, args.ranks, indices=indices)
+    report = run_local(campaign, args.workers, args.ranks, indices=indices, share_descent=not args.independent)
     print(f"campaign {campaign.name}: {len(report.done)} done, {len(report.failed)} failed, "
           f"{report.skipped_done} were done already ({report.wall_s:.1f} s)")
     if report.failed:
@@ -75,7 +75,7 @@ def cmd_task(args: argparse.Namespace) -> int:
     from .campaign import open_campaign
     from .task import run_task
 
-    return run_task(open_campaign(args.campaign), args.index)
+    return run_task(open_campaign(args.campaign), args.index, share_descent=not args.independent)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -170,6 +170,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--index", type=int, action="append", help="only this design index (repeatable)")
     p.add_argument("--skip-in", metavar="DATASET.h5",
                    help="skip the designs this dataset already holds (a campaign carried on in pieces)")
+    p.add_argument("--independent", action="store_true",
+                   help="run every design from its own start (default: a design seeds the ones of higher "
+                        "target volume fraction with the descent they share; same results, fewer iterations)")
     p.set_defaults(func=cmd_run)
 
     for name, func, text in (("submit", cmd_submit, "submit the designs not done as Slurm job arrays"),
@@ -186,6 +189,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p = csub.add_parser("task", help="run one design (what one array element runs; idempotent)")
     p.add_argument("campaign")
     p.add_argument("index", type=int)
+    p.add_argument("--independent", action="store_true",
+                   help="run every design from its own start (default: a design seeds the ones of higher "
+                        "target volume fraction with the descent they share; same results, fewer iterations)")
     p.set_defaults(func=cmd_task)
 
     p = csub.add_parser("status", help="done / pending / running / failed / missing per design")

@@ -50,20 +50,22 @@ def find_mpiexec(name: str = "mpiexec") -> str:
     return found
 
 
-def task_command(campaign: Campaign, index: int, ranks: int) -> list[str]:
+def task_command(campaign: Campaign, index: int, ranks: int, share_descent: bool = True) -> list[str]:
     """The command line of one task (an mpiexec launch when ``ranks`` > 1)."""
     cmd = [sys.executable, "-m", "nanoto_driver", "campaign", "task", str(campaign.root), str(index)]
+    if not share_descent:
+        cmd.append("--independent")
     if ranks > 1:
         cmd = [find_mpiexec(campaign.plan["engine"].get("mpiexec", "mpiexec")), "-n", str(ranks), *cmd]
     return cmd
 
 
-def _launch(campaign: Campaign, index: int, ranks: int) -> subprocess.Popen[bytes]:
+def _launch(campaign: Campaign, index: int, ranks: int, share_descent: bool = True) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(task_log(campaign.design(index)), "ab") as out:
         # own session: a terminal's Ctrl-C reaches the executor, which stops the tasks in order
-        return subprocess.Popen(task_command(campaign, index, ranks), stdout=out, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+        return subprocess.Popen(task_command(campaign, index, ranks, share_descent), stdout=out,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
 class TaskFailed(NanotoError):
@@ -108,8 +110,12 @@ def _stop(running: dict[int, subprocess.Popen[bytes]]) -> None:
 
 
 def run_local(campaign: Campaign, workers: int = 1, ranks: int = 1, progress: bool | None = None,
-              indices: list[int] | None = None) -> LocalReport:
-    """Run every design that is not done (or just ``indices``), ``workers`` at a time."""
+              indices: list[int] | None = None, share_descent: bool = True) -> LocalReport:
+    """Run every design that is not done (or just ``indices``), ``workers`` at a time.
+
+    Designs start in index order; with ``share_descent`` a design seeds the later ones of its
+    family (shared_descent.py), so sweeps list volume fractions in ascending order.
+    """
     from tqdm import tqdm
 
     if workers < 1 or ranks < 1:
@@ -133,7 +139,7 @@ def run_local(campaign: Campaign, workers: int = 1, ranks: int = 1, progress: bo
         while todo or running:
             while todo and len(running) < workers:
                 index = todo.pop(0)
-                running[index] = _launch(campaign, index, ranks)
+                running[index] = _launch(campaign, index, ranks, share_descent)
             time.sleep(POLL_S)
             for index in [i for i, p in running.items() if p.poll() is not None]:
                 _finished(campaign, index, running.pop(index).returncode, report)

@@ -25,7 +25,7 @@ from .filter import ShellFilter, build_filter
 from .shells import neighbor_table
 from .stiffness import StiffnessResult
 from .structure import CLAMP, DESIGN, LOAD
-from .update import beso_step, next_count
+from .update import beso_step, next_count, target_count
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,7 +93,7 @@ class Kernels:
         self.design = s.kind == DESIGN
         self.clamp = s.kind == CLAMP
         self.load = s.kind == LOAD
-        self.n_target = int(round(problem.config.optimizer.volume_fraction * self.design.sum()))
+        self.n_target = target_count(problem.config.optimizer.volume_fraction, int(self.design.sum()))
 
 
 def initial_state(problem: Problem) -> OptimizerState:

@@ -19,7 +19,7 @@ import platform
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ from .lammps_runtime import launcher_rank, mpi_comm
 from .observers import LogObserver, ProgressObserver, RunFileObserver, StopObserver
 from .optimizer import OptimizerState, run
 from .outputs import occupancy_sha256, plot_convergence, plot_design, write_structure_files, write_summary
+from .shared_descent import Branch, SeedObserver, seeded_iterations
+from .structure import DESIGN
 
 log = logging.getLogger("nanoto")
 FINISHED = ("converged", "max_iterations")
@@ -84,11 +86,13 @@ def _check_folder(run_path: Path, config: RunConfig, resume: bool) -> str | None
 
 
 def run_in_dir(config: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool | None = None,
-               stop_requested: Callable[[], int | None] | None = None) -> dict[str, Any]:
+               stop_requested: Callable[[], int | None] | None = None,
+               branches: Sequence[Branch] = ()) -> dict[str, Any]:
     """Optimize ``config`` in ``out_dir`` (resuming if asked); return the summary (rank 0).
 
     ``stop_requested()`` is asked after every saved iteration (rank 0's answer counts): a signal
-    number ends the run there with RunStopped, resumable.
+    number ends the run there with RunStopped, resumable. ``branches`` (same config, higher target
+    volume fraction, no run file yet) get a seed run file when the descent they share ends.
     """
     ranks = _Ranks()
     out = Path(out_dir)
@@ -103,7 +107,7 @@ def run_in_dir(config: RunConfig, out_dir: str | Path, resume: bool = False, pro
         problem = open_problem(config)
         try:
             if status not in FINISHED:
-                _optimize(problem, run_path, status is not None, ranks, progress, stop_requested)
+                _optimize(problem, run_path, status is not None, ranks, progress, stop_requested, branches)
             summary = _finish(problem, out, time.perf_counter() - t0) if ranks.rank == 0 else {}
         finally:
             problem.engine.close()
@@ -115,12 +119,14 @@ def run_in_dir(config: RunConfig, out_dir: str | Path, resume: bool = False, pro
 
 
 def _optimize(problem: Problem, run_path: Path, resuming: bool, ranks: _Ranks, progress: bool | None,
-              stop_requested: Callable[[], int | None] | None) -> None:
+              stop_requested: Callable[[], int | None] | None, branches: Sequence[Branch]) -> None:
     state: OptimizerState | None = None
     if ranks.rank == 0:
         if resuming:
             state = runfile.load_state(run_path, problem.config)
-            log.info("resuming %s at iteration %d", run_path, state.k if state else 0)
+            shared = seeded_iterations(run_path)
+            log.info("resuming %s at iteration %d%s", run_path, state.k if state else 0,
+                     f" (iterations 0-{shared - 1} shared with a run of lower target)" if shared else "")
         else:
             runfile.create(run_path, problem.config, problem.structure, provenance(problem, ranks.size))
     state = ranks.share(state)
@@ -129,6 +135,8 @@ def _optimize(problem: Problem, run_path: Path, resuming: bool, ranks: _Ranks, p
     if ranks.rank == 0:
         bar = ProgressObserver(problem.config.optimizer.max_iterations, state.k if state else 0, progress)
         observers = [RunFileObserver(run_path), LogObserver(), bar]
+        if branches:
+            observers.append(SeedObserver(run_path, problem.config, branches, problem.structure.kind == DESIGN))
         if not bar.bar.disable:  # the bar replaces the per-iteration lines on the terminal
             _quiet_stderr()
     if stop_requested is not None:
@@ -169,7 +177,8 @@ def _finish(problem: Problem, out: Path, wall_s: float) -> dict[str, Any]:
         "k_sym_initial_ev_per_a2": float(it["k_sym_ev_per_a2"][0]),
         "volume_fraction": float(it["volume_fraction"][-1]),
         "n_design_atoms": int(it["n_design_atoms"][-1]), "n_atoms": int(occ.sum()),
-        "iterations": int(it["k"].size), "converged": status == "converged", "status": status,
+        "iterations": int(it["k"].size), "shared_iterations": seeded_iterations(run_path),
+        "converged": status == "converged", "status": status,
         "wall_s": lammps_s + update_s + write_s, "session_wall_s": wall_s,
         "lammps_s": lammps_s, "update_s": update_s, "write_s": write_s,
         "outside_lammps_fraction": (update_s + write_s) / max(lammps_s + update_s + write_s, 1e-12),

@@ -89,13 +89,16 @@ def _error_tail(design: CampaignDesign, message: str) -> str:
     return "\n".join([message, *lines]) if lines else message
 
 
-def run_task(campaign: Campaign, index: int) -> int:
+def run_task(campaign: Campaign, index: int, share_descent: bool = True) -> int:
     """Run (or resume, or skip if done) design ``index``; return the exit code.
 
-    Every MPI rank calls this; rank 0 alone writes ``task.json``.
+    Every MPI rank calls this; rank 0 alone writes ``task.json``. With ``share_descent`` the run
+    seeds the not yet started designs that differ from it only by a higher target volume
+    fraction (shared_descent.py): they resume where their path leaves this one's.
     """
     from .lammps_runtime import launcher_rank
     from .rundir import run_in_dir
+    from .shared_descent import campaign_branches
 
     design = campaign.design(index)
     if design.done:
@@ -112,7 +115,9 @@ def run_task(campaign: Campaign, index: int) -> int:
         if is_root:
             _record(design, "running")
         log.info("design %d (%s): %s", index, design.id, design.label)
-        summary = run_in_dir(config, design.path, resume=True, progress=False, stop_requested=signals.requested)
+        branches = campaign_branches(campaign, index) if share_descent and is_root else []
+        summary = run_in_dir(config, design.path, resume=True, progress=False, stop_requested=signals.requested,
+                             branches=branches)
     except NanotoError as err:
         if is_root:
             _record(design, "failed", exit_code=err.exit_code, error=_error_tail(design, str(err)))

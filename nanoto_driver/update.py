@@ -14,6 +14,11 @@ import numpy as np
 RANK_RESOLUTION = 1e-9
 
 
+def target_count(volume_fraction: float, n_design_sites: int) -> int:
+    """N* = round(V* N_design): the design-atom count a run converges at."""
+    return int(round(volume_fraction * n_design_sites))
+
+
 def next_count(n_current: int, n_target: int, evolution_rate: float) -> int:
     """N_{k+1} = max(N*, round(N_k (1 - ER)))."""
     return max(n_target, int(round(n_current * (1.0 - evolution_rate))))

@@ -1,0 +1,97 @@
+"""Force evaluations per iteration: warm starts against cold relaxations of the same designs.
+
+For iterations k of a finished run (its run file holds every design), the design of
+iteration k is relaxed at (0, +δ, -δ) three ways with the run's own config and engine:
+
+    cold    every state alone from the lattice sites (the load group displaced by u):
+            what a fresh LAMMPS run per state from a data file does
+    batch   one batch from the lattice: ±δ start from the relaxed 0 state, -δ on the
+            mirrored +δ response (nanoto with optimizer.warm_start false)
+    warm    E(0) from the relaxed positions of design k-1 (added atoms on their sites),
+            +δ from the relaxed 0 plus design k-1's response (what a run does)
+
+Design k-1 is relaxed first (batch) to give the warm start. Prints force evaluations per
+iteration, ratios cold/warm and batch/warm, K_sym of each and their relative spread.
+Each figure is a count, not a time, so one repeat suffices; K_sym must agree within 1e-4.
+
+    python bench/warm_start.py runs/demo/run.h5 --iterations 5 10 20 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from nanoto_driver import runfile
+from nanoto_driver.engine import RelaxResult, WarmStart
+from nanoto_driver.evaluate import open_problem
+from nanoto_driver.stiffness import StiffnessResult, symmetric_curvature
+
+
+class ColdEngine:
+    """Relaxes every state of a batch on its own, from the lattice sites."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def relax(self, structure: Any, occupancy: np.ndarray, states_a: Sequence[float],
+              warm: WarmStart | None = None) -> list[RelaxResult]:
+        return [self.engine.relax(structure, occupancy, [u])[0] for u in states_a]
+
+
+def measure(problem: Any, occ_prev: np.ndarray, occ: np.ndarray) -> dict[str, StiffnessResult]:
+    """K_sym of design ``occ`` cold, batch and warm (from ``occ_prev``)."""
+    s, delta, nonaffine = problem.structure, problem.delta_a(), problem.config.minimizer.max_nonaffine_a
+    prev = symmetric_curvature(problem.engine, s, occ_prev, delta, nonaffine)
+    warm = WarmStart(prev.relaxed[0].positions_a, prev.response_a)
+    return {
+        "cold": symmetric_curvature(ColdEngine(problem.engine), s, occ, delta, nonaffine),
+        "batch": symmetric_curvature(problem.engine, s, occ, delta, nonaffine),
+        "warm": symmetric_curvature(problem.engine, s, occ, delta, nonaffine, warm),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run", help="a run file (run.h5) with at least two iterations")
+    ap.add_argument("--iterations", type=int, nargs="+", default=[5, 10, 20])
+    ap.add_argument("--json", help="also write the rows here")
+    args = ap.parse_args()
+    config = runfile.read_config(args.run)
+    occupancy = runfile.read_iterations(args.run)["occupancy"].astype(bool)
+    problem = open_problem(config)
+    print(f"{args.run}: {config.name}, {problem.structure.n_sites} sites, engine {config.engine.name}")
+    print(f"{'k':>4} {'atoms':>7} {'cold':>7} {'batch':>7} {'warm':>7} {'cold/warm':>9} {'batch/warm':>10}"
+          f" {'K_sym warm':>11} {'max rel dK':>10}")
+    rows = []
+    try:
+        for k in args.iterations:
+            if not 1 <= k < len(occupancy):
+                raise SystemExit(f"iteration {k} is not in 1..{len(occupancy) - 1}")
+            r = measure(problem, occupancy[k - 1], occupancy[k])
+            fe = {name: sum(st.force_evaluations for st in res.states) for name, res in r.items()}
+            ks = {name: res.k_sym_ev_per_a2 for name, res in r.items()}
+            spread = max(abs(v - ks["warm"]) for v in ks.values()) / ks["warm"]
+            per_state = {name: [st.force_evaluations for st in res.states] for name, res in r.items()}
+            rows.append({"k": k, "atoms": int(occupancy[k].sum()), "force_evaluations": fe,
+                         "per_state": per_state, "k_sym": ks, "max_rel_dk": spread})
+            print(f"{k:>4} {int(occupancy[k].sum()):>7} {fe['cold']:>7} {fe['batch']:>7} {fe['warm']:>7} "
+                  f"{fe['cold'] / fe['warm']:>9.2f} {fe['batch'] / fe['warm']:>10.2f} {ks['warm']:>11.6g} "
+                  f"{spread:>10.1e}")
+    finally:
+        problem.engine.close()
+    tot = {name: sum(r["force_evaluations"][name] for r in rows) for name in ("cold", "batch", "warm")}
+    print(f"all: cold/warm {tot['cold'] / tot['warm']:.2f}, batch/warm {tot['batch'] / tot['warm']:.2f}; "
+          f"per state (0, +δ, -δ) summed: " + ", ".join(
+              f"{n} {np.sum([r['per_state'][n] for r in rows], axis=0).tolist()}" for n in tot))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
