@@ -42,6 +42,7 @@ class RelaxResult:
     fmax_ev_per_a : final largest force component (eV/Å)
     n_atoms : atoms present after the relaxation
     wall_s : wall time of this state (s)
+    loop_s : of which inside the LAMMPS minimizer (its "Loop time"; NaN for engines without one)
     """
 
     u_a: float
@@ -57,6 +58,7 @@ class RelaxResult:
     fmax_ev_per_a: float
     n_atoms: int
     wall_s: float
+    loop_s: float = float("nan")
 
     def __post_init__(self) -> None:
         n = self.site_energies_ev.shape[0]

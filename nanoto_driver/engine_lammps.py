@@ -208,5 +208,5 @@ class LammpsEngine:
             stop_reason=report.stats.stop_reason, iterations=report.stats.iterations,
             force_evaluations=report.stats.force_evaluations,
             fnorm_ev_per_a=report.fnorm_ev_per_a, fmax_ev_per_a=report.fmax_ev_per_a, n_atoms=report.natoms,
-            wall_s=time.perf_counter() - t0,
+            wall_s=time.perf_counter() - t0, loop_s=report.stats.loop_s,
         )

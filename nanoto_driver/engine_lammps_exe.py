@@ -146,7 +146,7 @@ class LammpsExeEngine:
             converged=is_converged(st.stop_reason, rep.fmax_ev_per_a, self.settings),
             stop_reason=st.stop_reason, iterations=st.iterations, force_evaluations=st.force_evaluations,
             fnorm_ev_per_a=rep.fnorm_ev_per_a, fmax_ev_per_a=rep.fmax_ev_per_a, n_atoms=rep.natoms,
-            wall_s=wall_s,
+            wall_s=wall_s, loop_s=st.loop_s,
         )
 
 

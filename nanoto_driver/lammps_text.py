@@ -161,6 +161,7 @@ class MinStats:
     stop_reason: str
     iterations: int
     force_evaluations: int
+    loop_s: float = float("nan")  # LAMMPS' "Loop time" of the minimization (s): time inside LAMMPS
 
 
 @dataclass(frozen=True)
@@ -182,12 +183,17 @@ _STATS = re.compile(
     r"Iterations, force evaluations = (?P<it>\d+) (?P<ev>\d+)",
     re.S,
 )
+_LOOP = re.compile(r"Loop time of (?P<s>\S+) on [^\n]*\n(?:(?!Loop time).)*?Stopping criterion", re.S)
 _RESULT = re.compile(r"^NANOTO_RESULT (.*)$", re.M)
 
 
 def parse_log(text: str) -> list[StateReport]:
     """Pair every minimization block of a LAMMPS log with the NANOTO_RESULT line after it."""
+    loops = [float(m["s"]) for m in _LOOP.finditer(text)]
     stats = [MinStats(m["reason"], int(m["it"]), int(m["ev"])) for m in _STATS.finditer(text)]
+    if len(loops) == len(stats):
+        stats = [MinStats(s.stop_reason, s.iterations, s.force_evaluations, t)
+                 for s, t in zip(stats, loops, strict=True)]
     results = [dict(kv.split("=", 1) for kv in m.group(1).split()) for m in _RESULT.finditer(text)]
     if len(stats) != len(results):
         raise ValueError(f"log has {len(stats)} minimizations but {len(results)} result lines")

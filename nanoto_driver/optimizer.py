@@ -73,6 +73,9 @@ class IterationRecord:
     update_s: float
     status: str
     next_state: OptimizerState | None = field(default=None)
+    filter_s: float = 0.0  # update_s split: filter and history average,
+    step_s: float = 0.0  # BESO step,
+    cleanup_s: float = 0.0  # connectivity cleanup (s)
 
     @property
     def k_sym_ev_per_a2(self) -> float:
@@ -126,6 +129,7 @@ def iterate(problem: Problem, state: OptimizerState | None = None,
         alpha_hat = kern.filter(result.alpha)
         if cfg.filter.history and state.alpha_hat is not None:
             alpha_hat = 0.5 * (alpha_hat + state.alpha_hat)
+        t2 = t3 = time.perf_counter()
         n_design = int((state.occupancy & kern.design).sum())
         history = (*state.k_history, result.k_sym_ev_per_a2)
         if converged(history, n_design, kern.n_target, opt.window, opt.tolerance):
@@ -138,16 +142,19 @@ def iterate(problem: Problem, state: OptimizerState | None = None,
         if status == "running":
             n_next = next_count(n_design, kern.n_target, opt.evolution_rate)
             occ = beso_step(alpha_hat, state.occupancy, kern.design, n_next, opt.addition_ratio)
+            t3 = time.perf_counter()
             occ = clean(kern.table, occ, kern.design, kern.clamp, kern.load, alpha_hat, n_next,
                         opt.min_neighbors)
             next_state = OptimizerState(state.k + 1, occ, alpha_hat, result.relaxed[0].positions_a,
                                         result.response_a, history)
+        t4 = time.perf_counter()
         yield IterationRecord(
             k=state.k, occupancy=state.occupancy, result=result, alpha_hat=alpha_hat,
             n_design_atoms=n_design, volume_fraction=n_design / int(kern.design.sum()),
             n_added=int((state.occupancy & ~previous).sum()),
             n_removed=int((previous & ~state.occupancy).sum()),
-            evaluate_s=t1 - t0, update_s=time.perf_counter() - t1, status=status, next_state=next_state,
+            evaluate_s=t1 - t0, update_s=t4 - t1, status=status, next_state=next_state,
+            filter_s=t2 - t1, step_s=t3 - t2, cleanup_s=t4 - t3,
         )
         if next_state is None:
             return

@@ -39,6 +39,7 @@ from .structure import DESIGN
 
 log = logging.getLogger("nanoto")
 FINISHED = ("converged", "max_iterations")
+PHASES = ("lammps_loop_s", "filter_s", "step_s", "cleanup_s")
 
 
 def _version(dist: str) -> str:
@@ -70,6 +71,19 @@ class _Ranks:
 
     def share(self, value: Any) -> Any:
         return self.comm.bcast(value, root=0) if self.comm is not None else value
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value`` on rank 0 (an empty list elsewhere)."""
+        if self.comm is None:
+            return [value]
+        return self.comm.gather(value, root=0) or []
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB; Linux reports kB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _check_folder(run_path: Path, config: RunConfig, resume: bool) -> str | None:
@@ -108,7 +122,8 @@ def run_in_dir(config: RunConfig, out_dir: str | Path, resume: bool = False, pro
         try:
             if status not in FINISHED:
                 _optimize(problem, run_path, status is not None, ranks, progress, stop_requested, branches)
-            summary = _finish(problem, out, time.perf_counter() - t0) if ranks.rank == 0 else {}
+            rss = ranks.gather(peak_rss_mb())
+            summary = _finish(problem, out, time.perf_counter() - t0, rss) if ranks.rank == 0 else {}
         finally:
             problem.engine.close()
     finally:
@@ -153,8 +168,8 @@ def _optimize(problem: Problem, run_path: Path, resuming: bool, ranks: _Ranks, p
             bar.close()
 
 
-def _finish(problem: Problem, out: Path, wall_s: float) -> dict[str, Any]:
-    """Summary, plots and structure files from the run file."""
+def _finish(problem: Problem, out: Path, wall_s: float, rss_mb: list[float]) -> dict[str, Any]:
+    """Summary, plots and structure files from the run file; ``rss_mb``: peak memory per rank (MB)."""
     run_path = out / "run.h5"
     it = runfile.read_iterations(run_path)
     import h5py
@@ -182,6 +197,9 @@ def _finish(problem: Problem, out: Path, wall_s: float) -> dict[str, Any]:
         "wall_s": lammps_s + update_s + write_s, "session_wall_s": wall_s,
         "lammps_s": lammps_s, "update_s": update_s, "write_s": write_s,
         "outside_lammps_fraction": (update_s + write_s) / max(lammps_s + update_s + write_s, 1e-12),
+        # the phases measured one by one (s; NaN sums for iterations older than the column)
+        **{name: float(np.sum(it[name])) for name in PHASES if name in it},
+        "peak_rss_mb_per_rank": [round(x, 1) for x in rss_mb], "peak_rss_mb_total": round(sum(rss_mb), 1),
         "force_evaluations": int(np.sum(it["force_evaluations"])),
         "final_occupancy_sha256": occupancy_sha256(occ),
         "products": [p.name for p in products] + ["run.h5", "run.log"],

@@ -44,6 +44,10 @@ SCALARS = {  # column -> (dtype, value from a record)
     "force_evaluations": ("i8", lambda r: r.result.force_evaluations),
     "evaluate_s": ("f8", lambda r: r.evaluate_s),
     "update_s": ("f8", lambda r: r.update_s),
+    "lammps_loop_s": ("f8", lambda r: r.result.loop_s),
+    "filter_s": ("f8", lambda r: r.filter_s),
+    "step_s": ("f8", lambda r: r.step_s),
+    "cleanup_s": ("f8", lambda r: r.cleanup_s),
 }
 
 
@@ -109,6 +113,9 @@ def append(path: Path, record: IterationRecord, previous_write_s: float = 0.0) -
     with replacing(path) as f:
         f.attrs["write_s"] = float(f.attrs.get("write_s", 0.0)) + previous_write_s
         it = f["iterations"]
+        for name in SCALARS:
+            if name not in it:  # a column newer than the file (a run resumed across versions): NaN before
+                it.create_dataset(name, data=np.full(it["k"].shape[0], np.nan), maxshape=(None,))
         for name, (_, value) in SCALARS.items():
             _append(it, name, value(record))
         _append(it, "occupancy", record.occupancy)

@@ -90,10 +90,10 @@ class SeedObserver:
             return
         n_next = int((record.next_state.occupancy & self.design).sum())
         due = [seed_due(record.n_design_atoms, n_next, n, self.evolution_rate) for _, n in self.pending]
-        for (branch, _), now in zip(self.pending, due):
+        for (branch, _), now in zip(self.pending, due, strict=True):
             if now:
                 seed(self.run_path, branch, record.k + 1)
-        self.pending = [p for p, now in zip(self.pending, due) if not now]
+        self.pending = [p for p, now in zip(self.pending, due, strict=True) if not now]
 
 
 def seed(trunk_run: Path, branch: Branch, n_iterations: int) -> bool:

@@ -48,6 +48,7 @@ class StateDiagnostics:
     reaction_ev_per_a: float
     max_bond_change_a: float
     wall_s: float
+    loop_s: float = float("nan")
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +84,11 @@ class StiffnessResult:
     @property
     def force_evaluations(self) -> int:
         return sum(s.force_evaluations for s in self.states)
+
+    @property
+    def loop_s(self) -> float:
+        """Time inside the LAMMPS minimizer over the states (s; NaN without LAMMPS)."""
+        return sum(s.loop_s for s in self.states)
 
 
 def energy_difference_ev(a: RelaxResult, b: RelaxResult) -> float:
@@ -183,7 +189,7 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
     states = tuple(
         StateDiagnostics(r.u_a, r.iterations, r.force_evaluations, r.fnorm_ev_per_a, r.fmax_ev_per_a, r.converged,
                          r.stop_reason, r.energy_ev, r.engine_energy_ev, r.reaction_ev_per_a, drift,
-                         r.wall_s)
+                         r.wall_s, r.loop_s)
         for r, drift in zip(results, drifts, strict=True)
     )
     return StiffnessResult(

@@ -121,3 +121,43 @@ def test_run_files_agree_on_every_iteration(reference):
         n = f["iterations/n_design_atoms"][:]
         design = f["lattice/design"][:]
     assert np.array_equal((occ & design).sum(axis=1), n)
+
+
+def test_run_file_times_each_phase_and_the_summary_has_peak_memory(reference):
+    with h5py.File(reference / "run.h5") as f:
+        it = {name: f[f"iterations/{name}"][:] for name in
+              ("evaluate_s", "lammps_loop_s", "update_s", "filter_s", "step_s", "cleanup_s")}
+    for name, values in it.items():
+        assert np.all(np.isfinite(values)) and np.all(values >= 0), name
+    assert np.all(it["lammps_loop_s"] <= it["evaluate_s"])  # LAMMPS' own loop time is part of the evaluation
+    assert np.allclose(it["filter_s"] + it["step_s"] + it["cleanup_s"], it["update_s"], rtol=1e-9, atol=1e-9)
+    s = _summary(reference)
+    assert s["lammps_loop_s"] == pytest.approx(float(np.sum(it["lammps_loop_s"])))
+    assert len(s["peak_rss_mb_per_rank"]) == 1 and 50 < s["peak_rss_mb_total"] < 4000
+
+
+def test_a_run_file_without_the_newer_columns_resumes(reference, tmp_path):
+    """A run begun by an older nanoto (no per-phase columns) resumes; its earlier rows read NaN."""
+    from nanoto_driver.config import load_config
+    from nanoto_driver.errors import RunStopped
+    from nanoto_driver.rundir import run_in_dir
+
+    config, out, asked = load_config(CONFIG), tmp_path / "old", []
+
+    def stop_after_two() -> int | None:  # what SIGUSR1 does in a campaign task: stop after a saved iteration
+        asked.append(1)
+        return signal.SIGUSR1 if len(asked) == 2 else None
+
+    with pytest.raises(RunStopped):
+        run_in_dir(config, out, stop_requested=stop_after_two)
+    newer = ("lammps_loop_s", "filter_s", "step_s", "cleanup_s")
+    with h5py.File(out / "run.h5", "r+") as f:
+        for name in newer:
+            del f[f"iterations/{name}"]
+    summary = run_in_dir(config, out, resume=True)
+    assert summary["final_occupancy_sha256"] == _summary(reference)["final_occupancy_sha256"]
+    with h5py.File(out / "run.h5") as f:
+        for name in newer:
+            column = f[f"iterations/{name}"][:]
+            assert column.shape == (summary["iterations"],)
+            assert np.all(np.isnan(column[:2])) and np.all(np.isfinite(column[2:])), name
