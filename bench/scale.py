@@ -1,0 +1,180 @@
+"""Scale: per-iteration wall time, force evaluations and peak memory of large cantilevers.
+
+The demo cantilever (workflows/examples/optimize_cantilever.yaml: thickness-periodic,
+3 cells thick, 2:1 in plane, 3-shell filter) at four sizes, each run with ``nanoto run``
+for a few iterations on 1 and 2 MPI ranks:
+
+    label   cells          sites       design sites
+    1e4     44 x 22 x 3       11,616       10,824
+    1e5     132 x 66 x 3     104,544      102,168
+    6.5e5   332 x 166 x 3    661,344      655,368
+    1e6     410 x 205 x 3  1,008,600    1,001,220
+
+Runs go to OUT/<label>_<R>r and are resumable (``--resume``): run the command again to
+continue, or in pieces (``--sites 1e4 1e5`` now, ``--sites 6.5e5`` in the background).
+``--report`` only reads what is there (finished or not) and prints, per case: iterations
+done, median seconds per iteration and force evaluations per iteration over the warm
+iterations (k >= 1; iteration 0 starts from the lattice), microseconds per site per
+iteration, the split of the iteration (inside the LAMMPS minimizer loop, nanoto's engine
+I/O, filter, BESO step, cleanup, run-file write), peak memory per rank and in total, and
+the 2-rank speed-up. With ``--plot FILE`` it draws time per iteration versus sites.
+
+    python bench/scale.py --sites 1e4 1e5 --ranks 1 2 --iterations 3
+    nohup python bench/scale.py --sites 6.5e5 --ranks 2 --iterations 3 > scale.log 2>&1 &
+    python bench/scale.py --report --json docs/figures/scale.json --plot docs/figures/scale.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import h5py
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "workflows" / "examples" / "optimize_cantilever.yaml"
+CASES = {"1e4": (44, 22, 3), "1e5": (132, 66, 3), "6.5e5": (332, 166, 3), "1e6": (410, 205, 3)}
+PHASES = ("lammps_loop_s", "engine_io_s", "filter_s", "step_s", "cleanup_s", "write_s")
+
+
+def run_case(label: str, ranks: int, iterations: int, out: Path) -> int:
+    """``nanoto run`` of one case (resumes what is there); returns its exit code."""
+    cells = CASES[label]
+    cmd = [sys.executable, "-m", "nanoto_driver", "run", str(CONFIG), "-o", str(out), "--resume", "--quiet",
+           "--set", f"domain.cells=[{cells[0]}, {cells[1]}, {cells[2]}]",
+           "--set", f"optimizer.max_iterations={iterations}", "--set", f"name=scale_{label}"]
+    if ranks > 1:
+        cmd = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), *cmd]
+    print(f"== {label} sites, {ranks} rank(s): {' '.join(cmd[-9:])}", flush=True)
+    return subprocess.call(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def read_case(folder: Path) -> dict[str, Any] | None:
+    """Per-iteration figures of a run folder (finished or not), or None before its first iteration."""
+    run = folder / "run.h5"
+    if not run.is_file():
+        return None
+    with h5py.File(run, "r") as f:
+        it = {name: ds[:] for name, ds in f["iterations"].items() if name != "occupancy"}
+        n_sites = int(f["lattice/kind"].shape[0])
+        n_design = int(f["lattice/design"][:].sum())
+        write_s = float(f.attrs.get("write_s", 0.0))
+    n = int(it["k"].size)
+    if n == 0:
+        return None
+    summary_path = folder / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    warm = slice(1, None) if n > 1 else slice(0, None)
+    write_per_it = write_s / max(n - 1, 1)  # the file books each write at the next one
+    per_it = it["evaluate_s"] + it["update_s"] + write_per_it
+    phases = {
+        "lammps_loop_s": it["lammps_loop_s"], "engine_io_s": it["evaluate_s"] - it["lammps_loop_s"],
+        "filter_s": it["filter_s"], "step_s": it["step_s"], "cleanup_s": it["cleanup_s"],
+        "write_s": np.full(n, write_per_it),
+    }
+    total = float(np.sum(per_it[warm]))
+    return {
+        "sites": n_sites, "design_sites": n_design, "iterations": n, "finished": bool(summary),
+        "s_per_iteration": float(median(per_it[warm])),
+        "force_evaluations_per_iteration": float(median(it["force_evaluations"][warm])),
+        "us_per_site_iteration": 1e6 * float(median(per_it[warm])) / n_sites,
+        "us_per_site_force_evaluation": 1e6 * float(np.sum(it["lammps_loop_s"][warm]))
+        / (n_sites * float(np.sum(it["force_evaluations"][warm]))),
+        "fractions": {name: float(np.sum(v[warm])) / total for name, v in phases.items()},
+        "outside_lammps_fraction": 1.0 - float(np.sum(it["lammps_loop_s"][warm])) / total,
+        "peak_rss_mb_per_rank": summary.get("peak_rss_mb_per_rank"),
+        "peak_rss_mb_total": summary.get("peak_rss_mb_total"),
+        "k_sym_ev_per_a2": [float(x) for x in it["k_sym_ev_per_a2"]],
+    }
+
+
+def report(out: Path, json_path: str | None, plot_path: str | None) -> None:
+    rows = []
+    for label in CASES:
+        for ranks in (1, 2):
+            case = read_case(out / f"{label}_{ranks}r")
+            if case is not None:
+                rows.append({"label": label, "ranks": ranks, **case})
+    print(f"{'case':>6} {'R':>2} {'sites':>9} {'it':>3} {'s/it':>9} {'FE/it':>7} {'us/site/it':>10} "
+          f"{'us/site/FE':>10} {'LAMMPS':>7} {'eng.I/O':>7} {'filter':>7} {'step':>7} {'cleanup':>7} "
+          f"{'write':>7} {'RSS/rank MB':>14} {'RSS tot':>8}")
+    for r in rows:
+        fr = r["fractions"]
+        rss = r["peak_rss_mb_per_rank"]
+        rss_text = "/".join(f"{x:.0f}" for x in rss) if rss else "-"
+        print(f"{r['label']:>6} {r['ranks']:>2} {r['sites']:>9,} {r['iterations']:>3} {r['s_per_iteration']:>9.2f} "
+              f"{r['force_evaluations_per_iteration']:>7.0f} {r['us_per_site_iteration']:>10.1f} "
+              f"{r['us_per_site_force_evaluation']:>10.3f} "
+              + " ".join(f"{100 * fr[p]:>6.2f}%" for p in PHASES)
+              + f" {rss_text:>14} {r['peak_rss_mb_total'] or float('nan'):>8.0f}")
+    by = {(r["label"], r["ranks"]): r for r in rows}
+    for label in CASES:
+        if (label, 1) in by and (label, 2) in by:
+            print(f"{label}: 2 ranks vs 1: {by[label, 1]['s_per_iteration'] / by[label, 2]['s_per_iteration']:.2f}x")
+    for ranks in (1, 2):
+        per_site = [r["us_per_site_iteration"] for r in rows if r["ranks"] == ranks]
+        if len(per_site) > 1:
+            print(f"{ranks} rank(s): time per iteration per site varies {max(per_site) / min(per_site):.2f}x "
+                  f"({min(per_site):.1f}-{max(per_site):.1f} us) over {len(per_site)} sizes")
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=1))
+    if plot_path and rows:
+        _plot(rows, Path(plot_path))
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for ranks, marker in ((1, "o"), (2, "s")):
+        sel = [r for r in rows if r["ranks"] == ranks]
+        if not sel:
+            continue
+        x = [r["sites"] for r in sel]
+        ax1.loglog(x, [r["s_per_iteration"] for r in sel], marker + "-", label=f"{ranks} rank(s)")
+        ax2.semilogx(x, [r["force_evaluations_per_iteration"] for r in sel], marker + "-", label=f"{ranks} rank(s)")
+    xs = np.array(sorted({r["sites"] for r in rows}), dtype=float)
+    first = min(rows, key=lambda r: r["sites"])
+    ax1.loglog(xs, first["s_per_iteration"] * xs / first["sites"], "k:", label="∝ sites")
+    ax1.set(xlabel="lattice sites", ylabel="wall time per iteration (s)", title="time per iteration")
+    ax2.set(xlabel="lattice sites", ylabel="force evaluations per iteration", title="force evaluations")
+    for ax in (ax1, ax2):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot: {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sites", nargs="+", choices=list(CASES), default=["1e4", "1e5"])
+    ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--iterations", type=int, default=3, help="iterations per run (k = 0 starts cold)")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "scale"))
+    ap.add_argument("--report", action="store_true", help="only read the runs that are there")
+    ap.add_argument("--json", help="write the report rows here")
+    ap.add_argument("--plot", help="write time per iteration versus sites here (.png)")
+    args = ap.parse_args()
+    out = Path(args.out)
+    if not args.report:
+        for label in args.sites:
+            for ranks in args.ranks:
+                code = run_case(label, ranks, args.iterations, out / f"{label}_{ranks}r")
+                if code != 0:
+                    print(f"{label} on {ranks} rank(s) ended with exit code {code}", flush=True)
+    report(out, args.json, args.plot)
+
+
+if __name__ == "__main__":
+    main()
