@@ -98,7 +98,8 @@ def throughput(work: Path, repeat: int) -> dict[str, float]:
         for workers in ((1, 2) if r % 2 == 0 else (2, 1)):
             root = work / f"tp{r}w{workers}"
             nanoto("campaign", "plan", str(sweep), "-o", str(root))
-            walls[workers].append(nanoto("campaign", "run", str(root), "--workers", str(workers)))
+            # --independent: the same work either way (shared descent would depend on the start order)
+            walls[workers].append(nanoto("campaign", "run", str(root), "--workers", str(workers), "--independent"))
             print(f"  run {r}: {workers} worker(s) {walls[workers][-1]:.1f} s", flush=True)
     serial, parallel = median(walls[1]), median(walls[2])
     return {"serial_s": serial, "two_workers_s": parallel, "speedup": serial / parallel, "designs": 8}
