@@ -77,14 +77,35 @@ def canonical_condition(given: dict[str, Any]) -> dict[str, Any]:
 
 
 def condition_grid(pairs: list[str]) -> list[dict[str, Any]]:
-    """``key=v1,v2`` strings -> the product of the values, as condition dicts (numbers parsed)."""
+    """``key=v1,v2`` strings -> the product of the values, as condition dicts (numbers parsed).
+
+    ``load_span=j0:j1,...`` gives load_j0 and load_j1 together (one axis of load patches).
+    """
     axes: dict[str, list[Any]] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not text:
             raise InputError(f"--condition expects key=value[,value...], got '{pair}'")
-        axes[key.strip()] = [_number(v) for v in text.split(",")]
-    return [canonical_condition(dict(zip(axes, combo, strict=True))) for combo in itertools.product(*axes.values())]
+        key = key.strip()
+        axes[key] = [_span(v) if key == "load_span" else _number(v) for v in text.split(",")]
+    out = []
+    for combo in itertools.product(*axes.values()):
+        condition = dict(zip(axes, combo, strict=True))
+        if "load_span" in condition:
+            condition["load_j0"], condition["load_j1"] = condition.pop("load_span")
+        out.append(canonical_condition(condition))
+    return out
+
+
+def _span(text: str) -> tuple[int, int]:
+    j0, sep, j1 = text.partition(":")
+    try:
+        span = (int(j0), int(j1))
+    except ValueError:
+        span = (0, -1)
+    if not sep or not 0 <= span[0] < span[1]:
+        raise InputError(f"load_span expects j0:j1 with 0 <= j0 < j1 (y cells of the loaded patch), got '{text}'")
+    return span
 
 
 def _number(text: str) -> float | int | str:
