@@ -113,8 +113,9 @@ def run_local(campaign: Campaign, workers: int = 1, ranks: int = 1, progress: bo
               indices: list[int] | None = None, share_descent: bool = True) -> LocalReport:
     """Run every design that is not done (or just ``indices``), ``workers`` at a time.
 
-    Designs start in index order; with ``share_descent`` a design seeds the later ones of its
-    family (shared_descent.py), so sweeps list volume fractions in ascending order.
+    Designs start in index order; with ``share_descent`` (a design seeds the designs of its
+    family with a higher target, shared_descent.py) the lowest target of every family goes
+    first, then the second lowest of each, and so on.
     """
     from tqdm import tqdm
 
@@ -127,6 +128,10 @@ def run_local(campaign: Campaign, workers: int = 1, ranks: int = 1, progress: bo
         raise InputError(f"designs {busy[:10]} are running elsewhere (see `nanoto campaign status`); "
                          "wait for them or stop them first")
     todo = [s.index for s in statuses if s.state != "done" and s.index in wanted]
+    if share_descent:
+        from .shared_descent import descent_order
+
+        todo = descent_order(campaign, todo)
     report = LocalReport(skipped_done=sum(s.state == "done" for s in statuses if s.index in wanted))
     on = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(todo), desc=f"campaign {campaign.name}", unit="design", disable=not on)

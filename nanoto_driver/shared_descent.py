@@ -138,6 +138,22 @@ def campaign_branches(campaign: Campaign, index: int) -> list[Branch]:
     return out
 
 
+def descent_order(campaign: Campaign, indices: Sequence[int]) -> list[int]:
+    """``indices`` in the order that lets shared descent pay: the lowest target of every family
+    first (one trunk per family, families in index order), then the second lowest of each, ...
+
+    Two workers then never walk the same descent twice, and a design starts after its trunk
+    has passed the state it resumes from.
+    """
+    families: dict[str, list[tuple[float, int]]] = {}
+    for index in indices:
+        config = campaign.config(index)
+        families.setdefault(family_key(config), []).append((config.optimizer.volume_fraction, index))
+    rank = {index: (position, min(i for _, i in members))
+            for members in families.values() for position, (_, index) in enumerate(sorted(members))}
+    return sorted(indices, key=lambda i: rank[i])
+
+
 def seeded_iterations(run_path: Path) -> int:
     """How many leading iterations of a run file came from a trunk (0 for a run of its own)."""
     with h5py.File(run_path, "r") as f:

@@ -84,3 +84,21 @@ def test_a_branch_that_started_is_never_overwritten(lammps_ok, tmp_path):
     run_in_dir(trunk, tmp_path / "trunk", branches=[Branch(tmp_path / "branch", branch)])
     assert (tmp_path / "branch" / "run.h5").read_bytes() == b"started elsewhere"
     assert [p.name for p in (tmp_path / "branch").iterdir()] == ["run.h5"]  # no seed left behind
+
+
+def test_descent_order_runs_one_trunk_per_family_first(tmp_path):
+    """Lowest target of each family first, then the next of each: no two workers share a descent."""
+    from nanoto_driver.campaign import open_campaign, plan
+    from nanoto_driver.shared_descent import descent_order
+    from nanoto_driver.sweep import load_sweep
+
+    tree = yaml.safe_load(SMOKE.read_text())
+    tree["grid"] = {"optimizer.volume_fraction": [0.7, 0.5, 0.6], "filter.shells": [1, 3]}
+    sweep_path = tmp_path / "order.yaml"
+    sweep_path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    plan(load_sweep(sweep_path), sweep_path, tmp_path / "c")
+    campaign = open_campaign(tmp_path / "c")
+    points = [(d.point["optimizer.volume_fraction"], d.point["filter.shells"]) for d in campaign.designs]
+    assert points == [(0.7, 1), (0.7, 3), (0.5, 1), (0.5, 3), (0.6, 1), (0.6, 3)]
+    assert descent_order(campaign, range(6)) == [2, 3, 4, 5, 0, 1]
+    assert descent_order(campaign, [0, 4, 5]) == [4, 5, 0]
