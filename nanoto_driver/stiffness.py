@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .engine import Engine, RelaxResult, WarmStart
+from .engine import COLLAPSE_EV_PER_ATOM, Engine, RelaxResult, WarmStart, overlapping_pairs
 from .errors import DisplacementError, RelaxationError
 from .shells import neighbor_pairs
 from .structure import Structure
@@ -128,6 +128,12 @@ def _check(structure: Structure, occupancy: np.ndarray, results: Sequence[RelaxR
     n_present = int(occupancy.sum())
     drifts = []
     for n, r in enumerate(results):
+        if abs(r.engine_energy_ev) > COLLAPSE_EV_PER_ATOM * max(r.n_atoms, 1):
+            raise RelaxationError(
+                f"relaxation at u = {r.u_a:g} Å collapsed: {r.engine_energy_ev / max(r.n_atoms, 1):.3g} eV per "
+                "atom, far below any bound state (atoms overlapped where the potential table has no "
+                "physical meaning); the design is unstable here"
+            )
         if r.n_atoms != n_present:
             raise DisplacementError(
                 f"u = {r.u_a:g} Å lost atoms ({r.n_atoms} of {n_present} left); reduce load.strain"
@@ -171,6 +177,10 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
     """
     if not delta_a > 0:
         raise ValueError(f"delta must be positive, got {delta_a}")
+    if warm is not None and (pairs := overlapping_pairs(structure, occupancy, warm.positions_a)):
+        log.warning("warm start dropped: %d atom pairs would start overlapping (atoms added on sites that a "
+                    "reconstruction moved neighbours into); relaxing from the lattice sites", pairs)
+        warm = None
     results = engine.relax(structure, occupancy, [m * delta_a for m in STATES], warm)
     for r in results:
         log.debug("state u = %+.4g Å: %s after %d iterations, %d force evaluations, |F| = %.2g eV/Å, %.2f s",

@@ -1,0 +1,81 @@
+"""Guards against relaxations that start or end with overlapping atoms."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pytest
+
+from nanoto_driver.config import DomainConfig
+from nanoto_driver.engine import COLLAPSE_EV_PER_ATOM, WarmStart, overlapping_pairs
+from nanoto_driver.engine_harmonic import HarmonicEngine
+from nanoto_driver.errors import RelaxationError
+from nanoto_driver.load_cases import build_structure
+from nanoto_driver.stiffness import symmetric_curvature
+
+A0 = 4.05
+
+
+@pytest.fixture(scope="module")
+def beam():
+    """Cantilever periodic along z (thickness), free along y: both kinds of axis."""
+    return build_structure(DomainConfig(load_case="cantilever", cells=(6, 4, 2), thickness="periodic"), A0)
+
+
+def _neighbour_pair(structure, axis_wraps: bool):
+    """Two occupied sites one first-neighbour apart; across the periodic z boundary if asked."""
+    x = structure.positions_a
+    lo, hi = structure.lattice.box_a()
+    d = x[None, :, :] - x[:, None, :]
+    if axis_wraps:
+        d[..., 2] -= (hi[2] - lo[2]) * np.round(d[..., 2] / (hi[2] - lo[2]))
+    dist = np.linalg.norm(d, axis=2)
+    near = np.isclose(dist, A0 / np.sqrt(2))
+    if axis_wraps:  # only pairs whose plain distance is long: they meet through the boundary
+        near &= np.linalg.norm(x[None] - x[:, None], axis=2) > A0
+    i, j = np.argwhere(near)[0]
+    return int(i), int(j)
+
+
+def test_lattice_sites_do_not_overlap(beam):
+    occ = np.ones(beam.n_sites, bool)
+    assert overlapping_pairs(beam, occ, beam.positions_a) == 0
+
+
+@pytest.mark.parametrize("through_boundary", [False, True])
+def test_an_atom_moved_onto_its_neighbour_overlaps(beam, through_boundary):
+    i, j = _neighbour_pair(beam, through_boundary)
+    x = beam.positions_a.copy()
+    x[i] = x[j] + np.array([0.3, 0.0, 0.0])  # the site of an added atom that a neighbour moved into
+    occ = np.ones(beam.n_sites, bool)
+    assert overlapping_pairs(beam, occ, x) == 1
+    occ[i] = False  # an empty site does not count
+    assert overlapping_pairs(beam, occ, x) == 0
+
+
+def test_an_overlapping_warm_start_is_dropped(beam, caplog):
+    """The relaxation then starts from the lattice: same K_sym as with no warm start."""
+    occ = np.ones(beam.n_sites, bool)
+    i, j = _neighbour_pair(beam, False)
+    x = beam.positions_a.copy()
+    x[i] = x[j]
+    cold = symmetric_curvature(HarmonicEngine(), beam, occ, 0.04)
+    with caplog.at_level(logging.WARNING, logger="nanoto"):
+        warm = symmetric_curvature(HarmonicEngine(), beam, occ, 0.04, warm=WarmStart(x, None))
+    assert "warm start dropped" in caplog.text
+    assert warm.k_sym_ev_per_a2 == cold.k_sym_ev_per_a2
+
+
+def test_a_collapsed_relaxation_is_an_error_not_a_stiffness(beam):
+    occ = np.ones(beam.n_sites, bool)
+
+    class Collapsing(HarmonicEngine):
+        def relax(self, structure, occupancy, states_a, warm=None):
+            results = super().relax(structure, occupancy, states_a, warm)
+            energy = -2.0 * COLLAPSE_EV_PER_ATOM * results[1].n_atoms
+            return [results[0], dataclasses.replace(results[1], engine_energy_ev=energy), results[2]]
+
+    with pytest.raises(RelaxationError, match="collapsed"):
+        symmetric_curvature(Collapsing(), beam, occ, 0.04)
