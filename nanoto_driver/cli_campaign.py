@@ -152,6 +152,12 @@ def cmd_dataset_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_independent(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--independent", action="store_true",
+                   help="run every design from its own start (default: a design seeds the ones of higher "
+                        "target volume fraction with the descent they share; same results, fewer iterations)")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``campaign`` and ``dataset`` on the main parser's subcommands."""
     campaign = sub.add_parser("campaign", help="sweeps of designs: plan, run locally, submit to Slurm, status")
@@ -170,9 +176,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--index", type=int, action="append", help="only this design index (repeatable)")
     p.add_argument("--skip-in", metavar="DATASET.h5",
                    help="skip the designs this dataset already holds (a campaign carried on in pieces)")
-    p.add_argument("--independent", action="store_true",
-                   help="run every design from its own start (default: a design seeds the ones of higher "
-                        "target volume fraction with the descent they share; same results, fewer iterations)")
+    _add_independent(p)
     p.set_defaults(func=cmd_run)
 
     for name, func, text in (("submit", cmd_submit, "submit the designs not done as Slurm job arrays"),
@@ -189,9 +193,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p = csub.add_parser("task", help="run one design (what one array element runs; idempotent)")
     p.add_argument("campaign")
     p.add_argument("index", type=int)
-    p.add_argument("--independent", action="store_true",
-                   help="run every design from its own start (default: a design seeds the ones of higher "
-                        "target volume fraction with the descent they share; same results, fewer iterations)")
+    _add_independent(p)
     p.set_defaults(func=cmd_task)
 
     p = csub.add_parser("status", help="done / pending / running / failed / missing per design")

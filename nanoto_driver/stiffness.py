@@ -131,7 +131,7 @@ def _check(structure: Structure, occupancy: np.ndarray, results: Sequence[RelaxR
         if abs(r.engine_energy_ev) > COLLAPSE_EV_PER_ATOM * max(r.n_atoms, 1):
             raise RelaxationError(
                 f"relaxation at u = {r.u_a:g} Å collapsed: {r.engine_energy_ev / max(r.n_atoms, 1):.3g} eV per "
-                "atom, far below any bound state (atoms overlapped where the potential table has no "
+                "atom, far from any bound state (atoms overlapped where the potential table has no "
                 "physical meaning); the design is unstable here"
             )
         if r.n_atoms != n_present:
