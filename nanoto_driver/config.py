@@ -107,6 +107,9 @@ class EngineConfig(_Section):
     lmp_command: str | None = Field(None, description="lammps-exe: LAMMPS executable (default: lmp)")
     mpiexec: str = "mpiexec"
     accelerator: Literal["none", "opt"] = "none"
+    empty_sites: Literal["delete", "type"] = Field(
+        "delete", description="empty sites deleted from LAMMPS (default, measured faster) or kept "
+        "as type-4 atoms excluded from every pair (docs/performance.md)")
     work_dir: str | None = Field(
         None, description="lammps-exe: keep the data file, input script, dumps and log here"
     )

@@ -2,7 +2,8 @@
 
 Under ``mpiexec -n R`` every rank runs the same Python; LAMMPS decomposes the
 domain over ranks and the per-atom arrays are gathered by atom id (= site + 1)
-on all ranks. Empty sites are never created, so ids are not renumbered.
+on all ranks. Empty sites are not created (``engine.empty_sites: delete``, the default)
+or are type-4 atoms that no pair includes (``type``); ids are never renumbered.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .structure import Structure
 def settings_from(config: RunConfig) -> ScriptSettings:
     m = config.minimizer
     return ScriptSettings(m.style, m.ftol_ev_per_a, m.maxiter, m.maxeval, config.engine.accelerator,
-                          m.accept_fmax_ev_per_a)
+                          m.accept_fmax_ev_per_a, config.engine.empty_sites)
 
 
 LIMIT_STOPS = ("max iterations", "max force evaluations")
@@ -155,22 +156,45 @@ class LammpsEngine:
 
     def _load_atoms(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,
                     start: np.ndarray) -> None:
+        """Put the design into LAMMPS: only its atoms (``empty_sites: delete``), or every
+        site with empty ones as type 4 (``type``: created once, then types and positions
+        are scattered)."""
         lmp = self._lmp
-        if lmp.get_natoms() > 0:
-            lmp.command("delete_atoms group all compress no")
-        types = atom_types(structure, occupancy)[ids - 1]
-        created = lmp.create_atoms(len(ids), ids.tolist(), types.tolist(),
-                                   start[ids - 1].reshape(-1).tolist(), shrinkexceed=True)
-        if created != len(ids) and self.ranks == 1:
-            raise EngineError(f"LAMMPS created {created} of {len(ids)} atoms")
-        for group, atom_type in (("clamp", 2), ("load", 3)):
+        types = atom_types(structure, occupancy)
+        if self.settings.empty_sites == "type":
+            every = np.arange(1, structure.n_sites + 1)
+            positions = empty_to_lattice(structure, occupancy, start)
+            if lmp.get_natoms() == structure.n_sites:
+                self._scatter("type", every, np.ascontiguousarray(types, dtype=np.int32))
+                self._scatter_positions(every, positions)
+            else:
+                self._create(every, types, positions)
+        else:
+            self._create(ids, types[ids - 1], start[ids - 1])
+        for group, atom_type in (("empty", 4), ("clamp", 2), ("load", 3)):
             lmp.command(f"group {group} clear")
             lmp.command(f"group {group} type {atom_type}")
 
+    def _create(self, ids: np.ndarray, types: np.ndarray, positions: np.ndarray) -> None:
+        """Replace every atom in LAMMPS by ``ids`` (n,) of ``types`` (n,) at ``positions`` (n, 3) Å."""
+        lmp = self._lmp
+        if lmp.get_natoms() > 0:
+            lmp.command("delete_atoms group all compress no")
+        created = lmp.create_atoms(len(ids), ids.tolist(), types.tolist(),
+                                   positions.reshape(-1).tolist(), shrinkexceed=True)
+        if created != len(ids) and self.ranks == 1:
+            raise EngineError(f"LAMMPS created {created} of {len(ids)} atoms")
+
     def _scatter_positions(self, ids: np.ndarray, positions: np.ndarray) -> None:
-        flat = np.ascontiguousarray(positions, dtype=np.float64).reshape(-1)
-        data = (ctypes.c_double * flat.size).from_buffer(flat)  # type: ignore[arg-type]  # no copy
-        self._lmp.scatter_subset("x", 1, 3, len(ids), _c_ids(ids), data)
+        self._scatter("x", ids, np.ascontiguousarray(positions, dtype=np.float64))
+
+    def _scatter(self, name: str, ids: np.ndarray, values: np.ndarray) -> None:
+        """Set per-atom ``name`` of atoms ``ids`` (n,) to ``values`` (n,) or (n, k): int32 or float64."""
+        flat = values.reshape(-1)
+        ctype, dtype = (ctypes.c_int, 0) if values.dtype == np.int32 else (ctypes.c_double, 1)
+        data = (ctype * flat.size).from_buffer(flat)  # type: ignore[arg-type]  # no copy
+        count = 1 if values.ndim == 1 else values.shape[1]
+        self._lmp.scatter_subset(name, dtype, count, len(ids), _c_ids(ids), data)
 
     def _gather(self, name: str, count: int, ids: np.ndarray) -> np.ndarray:
         data = self._lmp.gather_subset(name, 1, count, len(ids), _c_ids(ids))

@@ -133,6 +133,8 @@ class LammpsExeEngine:
     def _result(self, structure: Structure, occupancy: np.ndarray, dump: Path, rep: StateReport,
                 wall_s: float) -> RelaxResult:
         ids, energies, positions, lengths = read_dump(dump)
+        atoms = occupancy[ids - 1].astype(bool)  # empty_sites: type dumps the empty sites too
+        ids, energies, positions = ids[atoms], energies[atoms], positions[atoms]
         site_e = np.zeros(structure.n_sites)
         site_e[ids - 1] = energies
         full = empty_to_lattice(structure, occupancy, structure.positions_a)

@@ -52,6 +52,7 @@ class ScriptSettings:
     maxeval: int = 1000000
     accelerator: str = "none"
     accept_fmax_ev_per_a: float = 1.0e-4
+    empty_sites: str = "delete"  # "delete": no atom at an empty site; "type": a type-4 atom that interacts with nothing
 
 
 def setup_script(structure: Structure, potential: Potential, settings: ScriptSettings,
@@ -75,6 +76,7 @@ def setup_script(structure: Structure, potential: Potential, settings: ScriptSet
         axis=axis,
         area_expr=f"l{others[0]}*l{others[1]}",
         min_style=settings.min_style,
+        empty_sites=settings.empty_sites,
     )
 
 

@@ -55,6 +55,12 @@ def test_in_process_setup_and_accelerator():
     _check("setup_pillar_opt.lmp", text)
 
 
+def test_setup_with_empty_sites_kept_as_type_4():
+    s = build_structure(DomainConfig(load_case="cantilever", cells=(4, 2, 1), clamp_cells=1), A0)
+    _check("setup_cantilever_type.lmp", setup_script(s, POT, ScriptSettings(empty_sites="type"),
+                                                     data_file="design.data"))
+
+
 def test_lattice_constant_script():
     text = render("lattice_constant.lmp.j2", element="Al", potential_file=POT.path, a_start=4.05,
                   pair_style=POT.pair_style, pair_coeff=POT.pair_coeff(1))
