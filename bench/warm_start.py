@@ -39,7 +39,8 @@ class ColdEngine:
         self.engine = engine
 
     def relax(self, structure: Any, occupancy: np.ndarray, states_a: Sequence[float],
-              warm: WarmStart | None = None) -> list[RelaxResult]:
+              warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
+              on_state: Any = None) -> list[RelaxResult]:
         return [self.engine.relax(structure, occupancy, [u])[0] for u in states_a]
 
 

@@ -92,8 +92,15 @@ class Engine(Protocol):
         ...
 
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
-              warm: WarmStart | None = None) -> list[RelaxResult]:
-        """Relax every prescribed state; one result per state, in order."""
+              warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
+              on_state: Callable[[RelaxResult], None] | None = None) -> list[RelaxResult]:
+        """Relax every prescribed state; one result per state, in order.
+
+        ``done``: results of the first states, relaxed earlier (a resumed iteration); an
+        engine that relaxes state by state starts after them and hands each new result to
+        ``on_state`` as soon as it is there. Engines that relax the batch in one go may
+        ignore both: the results are the same, only the time differs.
+        """
         ...
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ linear solve. Not evidence of physics: LAMMPS is the engine for that.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix, diags
@@ -59,7 +59,9 @@ class HarmonicEngine:
         return i, j, b
 
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
-              warm: WarmStart | None = None) -> list[RelaxResult]:
+              warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
+              on_state: Callable[[RelaxResult], None] | None = None) -> list[RelaxResult]:
+        """Direct solves, one per state; ``done`` and ``on_state`` are not used."""
         if structure.load_mode != "group":
             raise EngineError("the harmonic test double supports group loading only")
         i, j, b = self._bonds(structure, occupancy)

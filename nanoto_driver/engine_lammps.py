@@ -11,7 +11,7 @@ from __future__ import annotations
 import ctypes
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,21 +115,25 @@ class LammpsEngine:
             lmp.close()
 
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
-              warm: WarmStart | None = None) -> list[RelaxResult]:
-        start = structure.positions_a if warm is None else warm.positions_a
+              warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
+              on_state: Callable[[RelaxResult], None] | None = None) -> list[RelaxResult]:
         self._ensure_setup(structure)
         ids = np.flatnonzero(occupancy) + 1
-        self._load_atoms(structure, occupancy, ids, start)
-        results: list[RelaxResult] = []
-        for n, u in enumerate(states_a):
-            displaced = False
+        results: list[RelaxResult] = list(done)
+        for n in range(len(done), len(states_a)):
+            guess, displaced = structure.positions_a if warm is None else warm.positions_a, False
             if n > 0:
                 reset = box_reset_command(structure)
-                if reset:  # back to the reference box before restoring positions in it
+                if reset:  # back to the reference box before placing atoms in it
                     self._lmp.command(reset)
                 guess, displaced = first_guess(structure, states_a, n, results, warm)
-                self._scatter_positions(ids, guess[ids - 1])
-            results.append(self._relax_one(structure, occupancy, ids, float(u), n, displaced))
+            # every state starts from freshly created atoms in id order, so a state relaxed
+            # after a resume sees exactly what it would have seen in one go (LAMMPS sorts
+            # atoms in memory during long minimizations, which changes round-off)
+            self._load_atoms(structure, occupancy, ids, guess)
+            results.append(self._relax_one(structure, occupancy, ids, float(states_a[n]), n, displaced))
+            if on_state is not None:
+                on_state(results[-1])
         return results
 
     def close(self) -> None:
@@ -156,24 +160,16 @@ class LammpsEngine:
 
     def _load_atoms(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,
                     start: np.ndarray) -> None:
-        """Put the design into LAMMPS: only its atoms (``empty_sites: delete``), or every
-        site with empty ones as type 4 (``type``: created once, then types and positions
-        are scattered)."""
-        lmp = self._lmp
+        """Replace the atoms in LAMMPS by the design at ``start`` (n_sites, 3) Å: only its
+        atoms (``empty_sites: delete``), or every site with empty ones as type 4 (``type``)."""
         types = atom_types(structure, occupancy)
         if self.settings.empty_sites == "type":
-            every = np.arange(1, structure.n_sites + 1)
-            positions = empty_to_lattice(structure, occupancy, start)
-            if lmp.get_natoms() == structure.n_sites:
-                self._scatter("type", every, np.ascontiguousarray(types, dtype=np.int32))
-                self._scatter_positions(every, positions)
-            else:
-                self._create(every, types, positions)
+            self._create(np.arange(1, structure.n_sites + 1), types, empty_to_lattice(structure, occupancy, start))
         else:
             self._create(ids, types[ids - 1], start[ids - 1])
         for group, atom_type in (("empty", 4), ("clamp", 2), ("load", 3)):
-            lmp.command(f"group {group} clear")
-            lmp.command(f"group {group} type {atom_type}")
+            self._lmp.command(f"group {group} clear")
+            self._lmp.command(f"group {group} type {atom_type}")
 
     def _create(self, ids: np.ndarray, types: np.ndarray, positions: np.ndarray) -> None:
         """Replace every atom in LAMMPS by ``ids`` (n,) of ``types`` (n,) at ``positions`` (n, 3) Å."""
@@ -184,17 +180,6 @@ class LammpsEngine:
                                    positions.reshape(-1).tolist(), shrinkexceed=True)
         if created != len(ids) and self.ranks == 1:
             raise EngineError(f"LAMMPS created {created} of {len(ids)} atoms")
-
-    def _scatter_positions(self, ids: np.ndarray, positions: np.ndarray) -> None:
-        self._scatter("x", ids, np.ascontiguousarray(positions, dtype=np.float64))
-
-    def _scatter(self, name: str, ids: np.ndarray, values: np.ndarray) -> None:
-        """Set per-atom ``name`` of atoms ``ids`` (n,) to ``values`` (n,) or (n, k): int32 or float64."""
-        flat = values.reshape(-1)
-        ctype, dtype = (ctypes.c_int, 0) if values.dtype == np.int32 else (ctypes.c_double, 1)
-        data = (ctype * flat.size).from_buffer(flat)  # type: ignore[arg-type]  # no copy
-        count = 1 if values.ndim == 1 else values.shape[1]
-        self._lmp.scatter_subset(name, dtype, count, len(ids), _c_ids(ids), data)
 
     def _gather(self, name: str, count: int, ids: np.ndarray) -> np.ndarray:
         data = self._lmp.gather_subset(name, 1, count, len(ids), _c_ids(ids))

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,9 @@ class LammpsExeEngine:
         return float(match.group(1))
 
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
-              warm: WarmStart | None = None) -> list[RelaxResult]:
+              warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
+              on_state: Callable[[RelaxResult], None] | None = None) -> list[RelaxResult]:
+        """One LAMMPS run relaxes the whole batch; ``done`` and ``on_state`` are not used."""
         start = structure.positions_a if warm is None else warm.positions_a
         response = None
         if warm is not None and warm.response_a is not None and structure.load_mode == "group":

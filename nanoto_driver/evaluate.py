@@ -7,6 +7,7 @@ once per iteration.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from .config import RunConfig
 from .design import check_load_path, initial_occupancy
-from .engine import Engine, WarmStart, make_engine
+from .engine import Engine, RelaxResult, WarmStart, make_engine
 from .lammps_runtime import mpi_comm
 from .lattice_constant import lattice_constant_a
 from .load_cases import build_structure
@@ -58,15 +59,17 @@ def open_problem(config: RunConfig) -> Problem:
 
 
 def evaluate(problem: Problem, occupancy: np.ndarray | None = None, delta_a: float | None = None,
-             warm: WarmStart | None = None) -> StiffnessResult:
-    """K_sym of ``occupancy`` (default: the configured initial design) at δ (default: from the config)."""
+             warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
+             on_state: Callable[[RelaxResult], None] | None = None) -> StiffnessResult:
+    """K_sym of ``occupancy`` (default: the configured initial design) at δ (default: from the
+    config); ``done`` and ``on_state`` as in ``symmetric_curvature``."""
     cfg = problem.config
     if occupancy is None:
         occupancy = initial_occupancy(cfg.design, problem.structure, cfg.base_dir)
     check_load_path(problem.structure, occupancy)
     delta = problem.delta_a() if delta_a is None else delta_a
     return symmetric_curvature(problem.engine, problem.structure, occupancy, delta,
-                               cfg.minimizer.max_nonaffine_a, warm)
+                               cfg.minimizer.max_nonaffine_a, warm, done, on_state)
 
 
 def summary(problem: Problem, occupancy: np.ndarray, result: StiffnessResult, wall_s: float,

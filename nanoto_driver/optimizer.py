@@ -23,6 +23,7 @@ from .engine import WarmStart
 from .evaluate import Problem, evaluate
 from .filter import ShellFilter, build_filter
 from .shells import neighbor_table
+from .state_checkpoint import StateCheckpoint
 from .stiffness import StiffnessResult
 from .structure import CLAMP, DESIGN, LOAD
 from .update import beso_step, next_count, target_count
@@ -114,17 +115,22 @@ def converged(k_history: Sequence[float], n_design: int, n_target: int, window: 
     return abs(last - previous) / abs(last) <= tol
 
 
-def iterate(problem: Problem, state: OptimizerState | None = None,
-            kernels: Kernels | None = None) -> Iterator[IterationRecord]:
-    """Run the optimization from ``state`` (default: the start); yield one record per iteration."""
+def iterate(problem: Problem, state: OptimizerState | None = None, kernels: Kernels | None = None,
+            checkpoint: StateCheckpoint | None = None) -> Iterator[IterationRecord]:
+    """Run the optimization from ``state`` (default: the start); yield one record per iteration.
+
+    ``checkpoint`` keeps the relaxed states of the iteration in flight (large runs resume inside it).
+    """
     cfg: RunConfig = problem.config
     opt = cfg.optimizer
     kern = kernels or Kernels(problem)
     state = state or initial_state(problem)
     previous = state.occupancy
     while True:
-        t0 = time.perf_counter()
-        result = evaluate(problem, state.occupancy, warm=state.warm_start() if opt.warm_start else None)
+        done = checkpoint.resume(state.k, state.occupancy) if checkpoint is not None else []
+        t0 = time.perf_counter() - sum(r.wall_s for r in done)  # the iteration's time includes them
+        result = evaluate(problem, state.occupancy, warm=state.warm_start() if opt.warm_start else None,
+                          done=done, on_state=checkpoint.save if checkpoint is not None else None)
         t1 = time.perf_counter()
         alpha_hat = kern.filter(result.alpha)
         if cfg.filter.history and state.alpha_hat is not None:
@@ -161,12 +167,15 @@ def iterate(problem: Problem, state: OptimizerState | None = None,
         previous, state = state.occupancy, next_state
 
 
-def run(problem: Problem, observers: Sequence[Observer], state: OptimizerState | None = None) -> IterationRecord:
+def run(problem: Problem, observers: Sequence[Observer], state: OptimizerState | None = None,
+        checkpoint: StateCheckpoint | None = None) -> IterationRecord:
     """Drive ``iterate`` to the end, handing every record to the observers; return the last one."""
     last = None
-    for record in iterate(problem, state):
+    for record in iterate(problem, state, checkpoint=checkpoint):
         for observer in observers:
             observer.iteration(record)
+        if checkpoint is not None:  # the run file has the iteration now
+            checkpoint.clear()
         last = record
     assert last is not None
     return last

@@ -35,6 +35,7 @@ from .observers import LogObserver, ProgressObserver, RunFileObserver, StopObser
 from .optimizer import OptimizerState, run
 from .outputs import occupancy_sha256, plot_convergence, plot_design, write_structure_files, write_summary
 from .shared_descent import Branch, SeedObserver, seeded_iterations
+from .state_checkpoint import PARTIAL, StateCheckpoint
 from .structure import DESIGN
 
 log = logging.getLogger("nanoto")
@@ -156,8 +157,9 @@ def _optimize(problem: Problem, run_path: Path, resuming: bool, ranks: _Ranks, p
             _quiet_stderr()
     if stop_requested is not None:
         observers.append(StopObserver(stop_requested, ranks.share))
+    checkpoint = StateCheckpoint(run_path.parent / PARTIAL, ranks.share, ranks.rank)
     try:
-        run(problem, observers, state)
+        run(problem, observers, state, checkpoint)
     except NanotoError as err:
         if ranks.rank == 0:
             runfile.mark_failed(run_path, str(err))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -166,7 +166,9 @@ def _check(structure: Structure, occupancy: np.ndarray, results: Sequence[RelaxR
 
 
 def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndarray, delta_a: float,
-                        max_nonaffine_a: float = 1.0, warm: WarmStart | None = None) -> StiffnessResult:
+                        max_nonaffine_a: float = 1.0, warm: WarmStart | None = None,
+                        done: Sequence[RelaxResult] = (),
+                        on_state: Callable[[RelaxResult], None] | None = None) -> StiffnessResult:
     """Relax (0, +δ, -δ) in one batch and reduce them to K_sym, K_fwd, K_force and α.
 
     Parameters
@@ -174,6 +176,7 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
     occupancy : (n_sites,) bool
     delta_a : δ in Å (> 0)
     warm : start of the 0 state and the previous response to the load (default: lattice sites)
+    done, on_state : states relaxed before a resume, and where each new one goes (``Engine.relax``)
     """
     if not delta_a > 0:
         raise ValueError(f"delta must be positive, got {delta_a}")
@@ -181,7 +184,7 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
         log.warning("warm start dropped: %d atom pairs would start overlapping (atoms added on sites that a "
                     "reconstruction moved neighbours into); relaxing from the lattice sites", pairs)
         warm = None
-    results = engine.relax(structure, occupancy, [m * delta_a for m in STATES], warm)
+    results = engine.relax(structure, occupancy, [m * delta_a for m in STATES], warm, done, on_state)
     for r in results:
         log.debug("state u = %+.4g Å: %s after %d iterations, %d force evaluations, |F| = %.2g eV/Å, %.2f s",
                  r.u_a, r.stop_reason, r.iterations, r.force_evaluations, r.fnorm_ev_per_a, r.wall_s)

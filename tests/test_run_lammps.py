@@ -103,6 +103,29 @@ def test_sigkill_mid_iteration_then_resume_matches(reference, tmp_path):
     assert b["iterations"] == a["iterations"]
 
 
+def test_sigkill_between_the_states_of_an_iteration_resumes_inside_it(reference, tmp_path):
+    """Killed once at least one state of iteration >= 3 is saved: the resumed run reuses it
+    (run.log says so) and ends exactly as the uninterrupted run; no partial file is left."""
+    out = tmp_path / "killed"
+    partial = out / "states.partial.npz"
+    cmd = [sys.executable, "-m", "nanoto_driver", "run", str(CONFIG), "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (_iterations_done(out / "run.h5") >= 3 and partial.exists()) and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert partial.exists(), "the kill must land between two states"
+    resumed = run_cli("run", str(CONFIG), "-o", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "relaxed before the stop are reused" in (out / "run.log").read_text()
+    a, b = _summary(reference), _summary(out)
+    assert b["final_occupancy_sha256"] == a["final_occupancy_sha256"]
+    assert b["k_sym_ev_per_a2"] == a["k_sym_ev_per_a2"]
+    assert b["iterations"] == a["iterations"]
+    assert not partial.exists()
+
+
 @pytest.mark.mpi
 def test_two_mpi_ranks_give_the_same_design(reference, tmp_path):
     out = tmp_path / "mpi"
