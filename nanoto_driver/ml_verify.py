@@ -18,8 +18,10 @@ diversity
     Mean pairwise Hamming distance of the candidates of one condition, over design
     sites, as a fraction of the design sites (``mean_pairwise_hamming``).
 novelty
-    Hamming distance (fraction of design sites) to the nearest training design of the
-    same grid shape (``nearest_hamming``); novel if >= ``novelty_threshold``.
+    Hamming distance (fraction of design sites) to the nearest design of the dataset
+    (any split, held-out volume fractions included: every design the model could have
+    seen and more) of the same grid shape (``nearest_hamming``); novel if >=
+    ``novelty_threshold``.
 
 Outputs in ``out_dir``: ``verify.json`` (``verify`` documents the keys),
 ``k_vs_volume_fraction.png`` and ``candidates.png``; each is written to
@@ -419,7 +421,7 @@ def _stats(records: list[dict[str, Any]], novelty_threshold: float) -> dict[str,
 @dataclass
 class _Dataset:
     table: Any  # pandas.DataFrame, read_table
-    train: dict[str, np.ndarray]  # shape key -> (m, 4, nx, ny, nz) bool training designs
+    train: dict[str, np.ndarray]  # shape key -> (m, 4, nx, ny, nz) bool: every dataset design
 
 
 def _read_dataset(path: Path, shapes: set[str]) -> _Dataset:
@@ -438,8 +440,9 @@ def _read_dataset(path: Path, shapes: set[str]) -> _Dataset:
         with h5py.File(path, "r") as f:
             for key in shapes:
                 group = f[f"shapes/{key}"]
-                split = group["table/split"].asstr()[()]
-                rows = np.flatnonzero(split == "train")
+                # every design of the file, whatever its split: a training config may train on
+                # val and test too, and held-out designs count as known (novelty is judged strictly)
+                rows = np.arange(group["occupancy"].shape[0])
                 shape = tuple(int(v) for v in group.attrs["grid_shape"])
                 if shape_key(shape) != key:
                     raise ValueError(f"group {key} has grid_shape {shape}")
