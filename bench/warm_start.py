@@ -25,8 +25,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import yaml
 
 from nanoto_driver import runfile
+from nanoto_driver.config import build_config, set_dotted
 from nanoto_driver.engine import RelaxResult, WarmStart
 from nanoto_driver.evaluate import open_problem
 from nanoto_driver.stiffness import StiffnessResult, symmetric_curvature
@@ -61,8 +63,16 @@ def main() -> None:
     ap.add_argument("run", help="a run file (run.h5) with at least two iterations")
     ap.add_argument("--iterations", type=int, nargs="+", default=[5, 10, 20])
     ap.add_argument("--json", help="also write the rows here")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a key of the run's config (e.g. minimizer.norm=max)")
     args = ap.parse_args()
     config = runfile.read_config(args.run)
+    if args.set:
+        tree = config.model_dump(mode="json")
+        for pair in args.set:
+            key, value = pair.split("=", 1)
+            set_dotted(tree, key, yaml.safe_load(value))
+        config = build_config(tree)
     occupancy = runfile.read_iterations(args.run)["occupancy"].astype(bool)
     problem = open_problem(config)
     print(f"{args.run}: {config.name}, {problem.structure.n_sites} sites, engine {config.engine.name}")

@@ -72,6 +72,10 @@ class DesignConfig(_Section):
 class MinimizerConfig(_Section):
     style: Literal["cg", "sd", "hftn", "fire"] = "cg"
     ftol_ev_per_a: float = Field(1.0e-8, gt=0)
+    norm: Literal["two", "max", "inf"] = Field(
+        "two", description="the force norm ftol_ev_per_a bounds (LAMMPS min_modify norm): two, the 2-norm "
+        "of the whole force vector (grows as √atoms); max, the largest force on an atom; inf, the largest "
+        "component. max keeps one tolerance meaningful from 10^3 to 10^6 atoms (docs/performance.md)")
     maxiter: int = Field(100000, ge=1)
     maxeval: int = Field(1000000, ge=1)
     accept_fmax_ev_per_a: float = Field(
@@ -198,7 +202,14 @@ def canonical_json(config: RunConfig) -> str:
     import json
 
     data = config.model_dump(mode="json", exclude={"base_dir", "engine"})
+    for section, key, default in ADDED_LATER:  # at their default, runs made before they existed keep their id
+        if data[section][key] == default:
+            del data[section][key]
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+#: keys added after run files and campaigns existed: left out of ``canonical_json`` at their default
+ADDED_LATER = (("minimizer", "norm", "two"),)
 
 
 def config_hash(config: RunConfig) -> str:

@@ -38,7 +38,7 @@ from .structure import Structure
 def settings_from(config: RunConfig) -> ScriptSettings:
     m = config.minimizer
     return ScriptSettings(m.style, m.ftol_ev_per_a, m.maxiter, m.maxeval, config.engine.accelerator,
-                          m.accept_fmax_ev_per_a, config.engine.empty_sites)
+                          m.accept_fmax_ev_per_a, m.norm, config.engine.empty_sites)
 
 
 LIMIT_STOPS = ("max iterations", "max force evaluations")

@@ -52,6 +52,7 @@ class ScriptSettings:
     maxeval: int = 1000000
     accelerator: str = "none"
     accept_fmax_ev_per_a: float = 1.0e-4
+    norm: str = "two"  # min_modify norm: the force norm ftol bounds
     empty_sites: str = "delete"  # "delete": no atom at an empty site; "type": a type-4 atom that interacts with nothing
 
 
@@ -76,6 +77,7 @@ def setup_script(structure: Structure, potential: Potential, settings: ScriptSet
         axis=axis,
         area_expr=f"l{others[0]}*l{others[1]}",
         min_style=settings.min_style,
+        norm=settings.norm,
         empty_sites=settings.empty_sites,
     )
 

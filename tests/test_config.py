@@ -55,3 +55,16 @@ def test_cli_unknown_engine_lists_valid_ones():
     proc = run_cli("evaluate", str(EXAMPLES / "pillar.yaml"), "--engine", "gromacs")
     assert proc.returncode == 2
     assert "lammps, lammps-exe, harmonic" in proc.stderr
+
+
+def test_keys_added_later_keep_the_identity_of_runs_at_their_default():
+    """Campaign ids and run-file checks are hashes of the canonical config: a key added after
+    runs existed (minimizer.norm) must not change them at its default, and must at any other value."""
+    from nanoto_driver.config import canonical_json, config_hash
+
+    default = load_config(None)
+    assert '"norm"' not in canonical_json(default)
+    assert config_hash(load_config(None, ["minimizer.norm=two"])) == config_hash(default)
+    assert config_hash(load_config(None, ["minimizer.norm=max"])) != config_hash(default)
+    with pytest.raises(ConfigError, match="minimizer.norm"):
+        load_config(None, ["minimizer.norm=euclid"])

@@ -93,3 +93,10 @@ def test_run_script_and_data_file_with_response(monkeypatch, tmp_path):
     write_data_file(tmp_path / "design.data", s, occ, s.positions_a, velocities=response)
     _check("cantilever_4x2x1_response.data", (tmp_path / "design.data").read_text())
     _check("run_cantilever_response.lmp", _exe_engine(monkeypatch).input_script(s, [0.0, 0.01, -0.01], True))
+
+
+def test_setup_with_the_max_force_norm():
+    s = build_structure(DomainConfig(load_case="pillar", cells=(1, 1, 4), clamp_cells=1), A0)
+    text = setup_script(s, POT, ScriptSettings(norm="max"))
+    assert text.count("min_modify      norm max\n") == 1
+    assert text.replace("min_modify      norm max\n", "") == setup_script(s, POT, ScriptSettings())

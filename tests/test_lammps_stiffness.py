@@ -97,3 +97,19 @@ def test_removing_atoms_softens_the_cantilever(problems, results):
 def test_a0_comes_from_the_potential(problems):
     a0 = problems["pillar"].a0_a
     assert 4.0 < a0 < 4.1 and a0 != 4.05
+
+
+def test_a_max_force_norm_tolerance_gives_the_same_k(lammps_ok, results):
+    """minimizer.norm max bounds the largest force on an atom: at 1e-5 eV/Å every state
+    ends below it and K_sym agrees with the default (2-norm 1e-8) within 1e-4."""
+    config = load_config(EXAMPLES / "cantilever_periodic.yaml",
+                         ["minimizer.norm=max", "minimizer.ftol_ev_per_a=1e-5"])
+    problem = open_problem(config)
+    try:
+        loose = evaluate(problem)
+    finally:
+        problem.engine.close()
+    assert all(st.converged and st.fmax_ev_per_a <= 1e-5 for st in loose.states)
+    strict = results["cantilever_periodic"]
+    assert loose.k_sym_ev_per_a2 == pytest.approx(strict.k_sym_ev_per_a2, rel=1e-4)
+    assert sum(st.force_evaluations for st in loose.states) < sum(st.force_evaluations for st in strict.states)
