@@ -89,6 +89,7 @@ class LammpsEngine:
         self.rank = self.comm.Get_rank() if self.comm is not None else 0
         self._lmp: Any = None
         self._structure: Structure | None = None
+        self._rank_of_site: np.ndarray | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="nanoto-lammps-") if self.rank == 0 else None
         self._log = self._bcast(str(Path(self._tmp.name) / "state.log") if self._tmp else None)
 
@@ -157,6 +158,7 @@ class LammpsEngine:
         except Exception as err:
             raise EngineError(f"LAMMPS set-up failed: {err}") from None
         self._structure = structure
+        self._rank_of_site = None
 
     def _load_atoms(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,
                     start: np.ndarray) -> None:
@@ -172,14 +174,32 @@ class LammpsEngine:
             self._lmp.command(f"group {group} type {atom_type}")
 
     def _create(self, ids: np.ndarray, types: np.ndarray, positions: np.ndarray) -> None:
-        """Replace every atom in LAMMPS by ``ids`` (n,) of ``types`` (n,) at ``positions`` (n, 3) Å."""
+        """Replace every atom in LAMMPS by ``ids`` (n,) of ``types`` (n,) at ``positions`` (n, 3) Å.
+
+        Atoms are created cell by cell (``spatial_rank``), not in id order: ids run over one
+        FCC sublattice after another, so neighbours in id order sit a whole domain apart in
+        memory, and states shorter than LAMMPS' sort interval (1,000 steps) would run on
+        that order (measured 30-40 % slower per force evaluation at 10^4 atoms).
+        """
         lmp = self._lmp
         if lmp.get_natoms() > 0:
             lmp.command("delete_atoms group all compress no")
+        order = np.argsort(self._spatial_rank()[ids - 1], kind="stable")
+        ids, types, positions = ids[order], types[order], positions[order]
         created = lmp.create_atoms(len(ids), ids.tolist(), types.tolist(),
                                    positions.reshape(-1).tolist(), shrinkexceed=True)
         if created != len(ids) and self.ranks == 1:
             raise EngineError(f"LAMMPS created {created} of {len(ids)} atoms")
+
+    def _spatial_rank(self) -> np.ndarray:
+        """(n_sites,) position of each site in cell order (i, then j, then k, then sublattice)."""
+        assert self._structure is not None
+        if self._rank_of_site is None:
+            b, i, j, k = self._structure.lattice.index.T
+            rank = np.empty(b.size, dtype=np.int64)
+            rank[np.lexsort((b, k, j, i))] = np.arange(b.size)
+            self._rank_of_site = rank
+        return self._rank_of_site
 
     def _gather(self, name: str, count: int, ids: np.ndarray) -> np.ndarray:
         data = self._lmp.gather_subset(name, 1, count, len(ids), _c_ids(ids))
