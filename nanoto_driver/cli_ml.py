@@ -33,7 +33,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.steps:
         spec.train["n_steps"] = args.steps
     sidecar = train_from_spec(spec, resume=args.resume)
-    print(f"trained {sidecar['step']} steps on {sidecar['n_designs']} designs: {spec.path(spec.out)}")
+    images = f" + {sidecar['n_images']} symmetry images" if sidecar.get("n_images") else ""
+    print(f"trained {sidecar['step']} steps on {sidecar['n_designs']} designs{images}: {spec.path(spec.out)}")
     return 0
 
 

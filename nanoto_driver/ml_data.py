@@ -176,3 +176,33 @@ def training_arrays(dataset: str | Path, shape: str | None, conditions: list[str
                   ("occupancy", "fixed_mask", "fixed_value", "design_mask")}
     train_rows = rows[keep].reset_index(drop=True)
     return arrays, train_rows, ConditionEncoding.fit(train_rows, conditions)
+
+
+def glide_images(arrays: dict[str, np.ndarray], rows: Any) -> tuple[dict[str, np.ndarray], Any]:
+    """The y-mirror glide image of every design (``symmetry.y_glide``): arrays (N, 4, nx, ny, nz)
+    permuted site by site and rows with the load patch mirrored ([j0, j1) -> [ny - j1, ny - j0)).
+
+    K_sym is the same for a design and its image (tests/test_symmetry.py), so each image is
+    a Nano-TO-quality design of the mirrored load condition: augmentation, counted apart
+    from the designs themselves (rows get ``augmented`` = True). Cantilevers of periodic
+    thickness only (the glide needs a periodic z).
+    """
+    from .lattice import FccLattice
+    from .symmetry import y_glide
+
+    if set(rows["load_case"]) != {"cantilever"} or set(rows["thickness"]) != {"periodic"}:
+        raise InputError("augment y_glide needs thickness-periodic cantilevers (a periodic z for the glide)")
+    grid = arrays["occupancy"].shape[1:]
+    cells = (int(grid[1]), int(grid[2]), int(grid[3]))
+    image = y_glide(FccLattice(cells, 1.0), (False, False, True))
+    flat = {name: a.reshape(a.shape[0], -1) for name, a in arrays.items()}
+    mirrored = {}
+    for name, a in flat.items():
+        out = np.empty_like(a)
+        out[:, image] = a  # out[image[s]] = a[s]
+        mirrored[name] = out.reshape(arrays[name].shape)
+    ny = int(grid[2])
+    out_rows = rows.copy()
+    out_rows["load_j0"], out_rows["load_j1"] = ny - rows["load_j1"], ny - rows["load_j0"]
+    out_rows["augmented"] = True
+    return mirrored, out_rows

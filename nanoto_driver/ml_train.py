@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +46,9 @@ class TrainSpec(BaseModel):
                                                            "filter_shells"])
     hold_out_volume_fractions: list[float] = Field(default_factory=list)
     splits: list[str] = Field(default_factory=lambda: ["train"])
+    augment: list[Literal["y_glide"]] = Field(
+        default_factory=list, description="symmetry images added to the training designs (y_glide: the "
+        "y-mirror glide of periodic-thickness cantilevers, load patch mirrored; same K_sym)")
     out: str
     device: str = "auto"
     train: dict[str, Any] = Field(default_factory=dict)
@@ -72,12 +75,21 @@ def train_from_spec(spec: TrainSpec, resume: bool = False) -> dict[str, Any]:
     from nanoto_models.train import train
 
     from .design_document import file_sha256
-    from .ml_data import training_arrays
+    from .ml_data import ConditionEncoding, glide_images, training_arrays
     from .sweep import base_tree, load_sweep
 
     dataset = spec.path(spec.dataset)
     arrays, rows, encoding = training_arrays(dataset, spec.shape, spec.conditions, spec.hold_out_volume_fractions,
                                              spec.splits)
+    n_designs = len(rows)
+    if "y_glide" in spec.augment:
+        import numpy as np
+        import pandas as pd
+
+        images, image_rows = glide_images(arrays, rows)
+        arrays = {name: np.concatenate([arrays[name], images[name]]) for name in arrays}
+        rows = pd.concat([rows.assign(augmented=False), image_rows], ignore_index=True)
+        encoding = ConditionEncoding.fit(rows, spec.conditions)  # mirrored patches may widen a range
     sweep_path = spec.path(spec.sweep)
     base = base_tree(load_sweep(sweep_path))
     thickness = str(rows["thickness"].iloc[0])
@@ -88,11 +100,13 @@ def train_from_spec(spec: TrainSpec, resume: bool = False) -> dict[str, Any]:
     sidecar = {
         "format": "nanoto-train", "format_version": 1, "dataset": str(dataset), "dataset_sha256": file_sha256(dataset),
         "sweep": str(sweep_path), "base_run_config": base, "base_dir": str(sweep_path.parent),
-        "shape": str(rows["shape"].iloc[0]), "n_designs": len(rows), "encoding": encoding.to_dict(),
+        "shape": str(rows["shape"].iloc[0]), "n_designs": n_designs, "n_images": len(rows) - n_designs,
+        "augment": spec.augment, "encoding": encoding.to_dict(),
         "hold_out_volume_fractions": spec.hold_out_volume_fractions, "splits": spec.splits,
-        "design_ids": list(map(str, rows["design_id"])), "train": train_cfg,
+        "design_ids": list(map(str, rows["design_id"][:n_designs])), "train": train_cfg,
     }
-    log.info("train: %d designs of shape %s (%s held out), conditions %s, output %s", len(rows), sidecar["shape"],
+    log.info("train: %d designs of shape %s + %d symmetry images (%s held out), conditions %s, output %s",
+             n_designs, sidecar["shape"], len(rows) - n_designs,
              spec.hold_out_volume_fractions or "none", spec.conditions, out)
     data = GridDataset(arrays["occupancy"], arrays["fixed_mask"], arrays["fixed_value"], encoding.encode(rows),
                        arrays["design_mask"])

@@ -74,3 +74,21 @@ def test_bad_condition_and_missing_checkpoint_are_input_errors(tmp_path):
     proc = run_cli("sample", str(tmp_path), "--condition", "vf=0.5", "-n", "1", "-o", str(tmp_path / "s.h5"))
     assert proc.returncode == 2 and "not a nanoto training folder" in proc.stderr
     assert not (tmp_path / "s.h5").exists()
+
+
+def test_training_with_glide_images_adds_one_image_per_design(dataset, tmp_path):
+    need("torch")
+    need("diffusers")
+    spec = {"dataset": str(dataset), "sweep": str(ROOT / "workflows" / "sweeps" / "smoke.yaml"),
+            "conditions": ["target_volume_fraction", "filter_shells"], "splits": ["train", "val", "test"],
+            "augment": ["y_glide"], "out": str(tmp_path / "model"), "device": "cpu",
+            "train": {"n_steps": 4, "batch_size": 4, "checkpoint_every": 4, "log_every": 2,
+                      "model": {"base_channels": 8, "channel_mult": [1, 2]},
+                      "schedule": {"num_train_timesteps": 100}}}
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    proc = run_cli("train", str(config))
+    assert proc.returncode == 0 and "trained 4 steps on 4 designs + 4 symmetry images" in proc.stdout, proc.stderr
+    side = json.loads((tmp_path / "model" / "nanoto_train.json").read_text())
+    assert side["n_designs"] == 4 and side["n_images"] == 4 and side["augment"] == ["y_glide"]
+    assert len(side["design_ids"]) == 4

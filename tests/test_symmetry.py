@@ -80,3 +80,25 @@ def test_a_training_design_and_its_image_have_the_same_k_sym(lammps_ok):
             problem.engine.close()
     assert ks[1] == pytest.approx(ks[0], rel=1e-9)  # measured 9e-11
     assert ks[0] == pytest.approx(row["k_sym_ev_per_a2"], rel=1e-3)  # the dataset's own figure (warm-started there)
+
+
+def test_glide_images_of_the_training_set_are_designs_of_the_mirrored_patch():
+    """Every image keeps its atom count and has exactly the fixed sites of the mirrored
+    patch's run config; images of whole-end designs stay whole-end designs."""
+    from nanoto_driver.ml_data import glide_images, site_grids, training_arrays
+
+    arrays, rows, _ = training_arrays(ROOT / "data" / "train_cantilever.h5", None,
+                                      ["target_volume_fraction", "load_j0", "load_j1"], [], ["train"])
+    images, image_rows = glide_images(arrays, rows)
+    assert image_rows["augmented"].all() and len(image_rows) == len(rows)
+    assert np.array_equal(images["occupancy"].sum(axis=(1, 2, 3, 4)), arrays["occupancy"].sum(axis=(1, 2, 3, 4)))
+    for span in [(0, 12), (9, 12), (5, 7)]:
+        pick = np.flatnonzero((rows["load_j0"] == span[0]).to_numpy() & (rows["load_j1"] == span[1]).to_numpy())[0]
+        mirrored = mirrored_span(span, 12)
+        assert (image_rows["load_j0"][pick], image_rows["load_j1"][pick]) == mirrored
+        config = load_config(None, [*SWEEP_BASE, f"domain.load_span={list(mirrored)}"])
+        grids = site_grids(config)
+        assert np.array_equal(images["fixed_mask"][pick].astype(bool), grids["fixed_mask"])
+        assert np.array_equal(images["design_mask"][pick].astype(bool), grids["design_mask"])
+        fixed = images["fixed_mask"][pick].astype(bool)
+        assert images["occupancy"][pick][fixed].all()  # clamp and load sites stay occupied
