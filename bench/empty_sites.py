@@ -6,9 +6,9 @@ set (data/train_cantilever.h5, 20 x 12 x 1 cells, the whole end loaded, volume f
 104,544 sites, about half of them empty). Per mode and repeat, in a fresh in-process
 engine (1 rank):
 
-- load: putting the design into LAMMPS (delete + create_atoms, or create every site once
-  and then scatter types) for a first design and for a second one that differs in 1 %
-  of the design sites (what an optimization iteration does);
+- load: putting the design into LAMMPS (create its atoms, or every site with empty ones
+  as type 4) for a first design and for a second one that differs in 1 % of the design
+  sites (what an optimization iteration does);
 - minimization: STEPS CG iterations at u = 0 with a force tolerance out of reach, so both
   modes do the same number of force evaluations; seconds per force evaluation from
   LAMMPS' own loop time.

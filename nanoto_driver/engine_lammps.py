@@ -128,9 +128,9 @@ class LammpsEngine:
                 if reset:  # back to the reference box before placing atoms in it
                     self._lmp.command(reset)
                 guess, displaced = first_guess(structure, states_a, n, results, warm)
-            # every state starts from freshly created atoms in id order, so a state relaxed
-            # after a resume sees exactly what it would have seen in one go (LAMMPS sorts
-            # atoms in memory during long minimizations, which changes round-off)
+            # every state starts from freshly created atoms in one fixed order, so a state
+            # relaxed after a resume sees exactly what it would have seen in one go (LAMMPS
+            # sorts atoms in memory during long minimizations, which changes round-off)
             self._load_atoms(structure, occupancy, ids, guess)
             results.append(self._relax_one(structure, occupancy, ids, float(states_a[n]), n, displaced))
             if on_state is not None:
@@ -176,7 +176,7 @@ class LammpsEngine:
     def _create(self, ids: np.ndarray, types: np.ndarray, positions: np.ndarray) -> None:
         """Replace every atom in LAMMPS by ``ids`` (n,) of ``types`` (n,) at ``positions`` (n, 3) Å.
 
-        Atoms are created cell by cell (``spatial_rank``), not in id order: ids run over one
+        Atoms are created cell by cell (``_spatial_rank``), not in id order: ids run over one
         FCC sublattice after another, so neighbours in id order sit a whole domain apart in
         memory, and states shorter than LAMMPS' sort interval (1,000 steps) would run on
         that order (measured 30-40 % slower per force evaluation at 10^4 atoms).

@@ -188,21 +188,15 @@ def glide_images(arrays: dict[str, np.ndarray], rows: Any) -> tuple[dict[str, np
     thickness only (the glide needs a periodic z).
     """
     from .lattice import FccLattice
-    from .symmetry import y_glide
+    from .symmetry import apply, mirrored_span, y_glide
 
     if set(rows["load_case"]) != {"cantilever"} or set(rows["thickness"]) != {"periodic"}:
         raise InputError("augment y_glide needs thickness-periodic cantilevers (a periodic z for the glide)")
     grid = arrays["occupancy"].shape[1:]
     cells = (int(grid[1]), int(grid[2]), int(grid[3]))
     image = y_glide(FccLattice(cells, 1.0), (False, False, True))
-    flat = {name: a.reshape(a.shape[0], -1) for name, a in arrays.items()}
-    mirrored = {}
-    for name, a in flat.items():
-        out = np.empty_like(a)
-        out[:, image] = a  # out[image[s]] = a[s]
-        mirrored[name] = out.reshape(arrays[name].shape)
-    ny = int(grid[2])
+    mirrored = {name: apply(image, a.reshape(a.shape[0], -1).T).T.reshape(a.shape) for name, a in arrays.items()}
     out_rows = rows.copy()
-    out_rows["load_j0"], out_rows["load_j1"] = ny - rows["load_j1"], ny - rows["load_j0"]
+    out_rows["load_j0"], out_rows["load_j1"] = mirrored_span((rows["load_j0"], rows["load_j1"]), int(grid[2]))
     out_rows["augmented"] = True
     return mirrored, out_rows

@@ -11,6 +11,8 @@ mirrored patch, and K_sym, the symmetric curvature, is the same for ±u.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .lattice import FCC_BASIS, FccLattice
@@ -52,8 +54,8 @@ def y_glide(lattice: FccLattice, periodic: tuple[bool, bool, bool]) -> np.ndarra
     return image_sites(lattice, 1, (0.0, 0.0, 0.5), periodic)
 
 
-def mirrored_span(span: tuple[int, int], ny: int) -> tuple[int, int]:
-    """The load patch [j0, j1) seen in the mirror: [ny - j1, ny - j0)."""
+def mirrored_span(span: tuple[Any, Any], ny: int) -> tuple[Any, Any]:
+    """The load patch [j0, j1) seen in the mirror: [ny - j1, ny - j0) (ints, or arrays of them)."""
     j0, j1 = span
     return ny - j1, ny - j0
 
