@@ -64,6 +64,17 @@ def evaluate_json(config: Path | str, *sets: str, engine: str | None = None, ran
 SMOKE = ROOT / "workflows" / "sweeps" / "smoke.yaml"
 
 
+def iterations_done(run_file: Path) -> int:
+    """Iterations stored in a run file (0 while it does not exist or is not readable)."""
+    import h5py
+
+    try:
+        with h5py.File(run_file, "r") as f:
+            return int(f["iterations/k"].shape[0])
+    except (OSError, KeyError):
+        return 0
+
+
 def results(root: Path) -> dict[str, tuple[float, str]]:
     """Campaign design id -> (K_sym, final occupancy sha256) of every finished design."""
     from nanoto_driver.campaign import open_campaign

@@ -18,7 +18,7 @@ import yaml
 from nanoto_driver.campaign import open_campaign
 from nanoto_driver.campaign_status import campaign_status
 
-from .conftest import ROOT, SMOKE, results, run_cli
+from .conftest import ROOT, SMOKE, iterations_done, results, run_cli
 
 pytestmark = pytest.mark.lammps
 
@@ -79,9 +79,10 @@ def test_interrupted_campaign_resumes_to_the_same_results(smoke, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     designs = open_campaign(root).designs
     deadline = time.monotonic() + 120
-    while not any(d.run_path.exists() for d in designs[:2]) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # some iterations in flight
+    # interrupt as soon as a trunk has stored an iteration: designs are then in flight (a
+    # fixed delay after the first run file appeared was once longer than the whole campaign)
+    while not any(iterations_done(d.run_path) for d in designs[:2]) and time.monotonic() < deadline:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

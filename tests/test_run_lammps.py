@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from .conftest import ROOT, run_cli
+from .conftest import ROOT, iterations_done, run_cli
 
 pytestmark = pytest.mark.lammps
 CONFIG = ROOT / "tests" / "data" / "small_run.yaml"
@@ -73,25 +73,17 @@ def test_resume_with_another_config_is_refused(reference):
     assert proc.returncode == 2 and "another config" in proc.stderr
 
 
-def _iterations_done(path: Path) -> int:
-    try:
-        with h5py.File(path, "r") as f:
-            return int(f["iterations/k"].shape[0])
-    except (OSError, KeyError):
-        return 0
-
-
 def test_sigkill_mid_iteration_then_resume_matches(reference, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "nanoto_driver", "run", str(CONFIG), "-o", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while _iterations_done(out / "run.h5") < 4 and time.time() < deadline:
+    while iterations_done(out / "run.h5") < 4 and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(random.uniform(0.05, 0.3))  # somewhere inside the next iteration
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = _iterations_done(out / "run.h5")
+    done = iterations_done(out / "run.h5")
     assert 4 <= done < _summary(reference)["iterations"], "the kill must land mid-run"
     with h5py.File(out / "run.h5") as f:  # the last complete iteration is readable
         assert f["iterations/occupancy"].shape[0] == done == f["iterations/k_sym_ev_per_a2"].shape[0]
@@ -111,7 +103,7 @@ def test_sigkill_between_the_states_of_an_iteration_resumes_inside_it(reference,
     cmd = [sys.executable, "-m", "nanoto_driver", "run", str(CONFIG), "-o", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not (_iterations_done(out / "run.h5") >= 3 and partial.exists()) and time.time() < deadline:
+    while not (iterations_done(out / "run.h5") >= 3 and partial.exists()) and time.time() < deadline:
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
