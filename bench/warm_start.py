@@ -47,14 +47,18 @@ class ColdEngine:
 
 
 def measure(problem: Any, occ_prev: np.ndarray, occ: np.ndarray) -> dict[str, StiffnessResult]:
-    """K_sym of design ``occ`` cold, batch and warm (from ``occ_prev``)."""
-    s, delta, nonaffine = problem.structure, problem.delta_a(), problem.config.minimizer.max_nonaffine_a
-    prev = symmetric_curvature(problem.engine, s, occ_prev, delta, nonaffine)
+    """K_sym of design ``occ`` cold, batch and warm (from ``occ_prev``). Cold relaxations
+    cannot restart in another basin (each state starts from the lattice whatever the warm
+    start says): a cold batch that escapes fails, as a plain LAMMPS run per state would."""
+    s, delta, mini = problem.structure, problem.delta_a(), problem.config.minimizer
+    restarts = {"basin_restarts": mini.basin_restarts}
+    prev = symmetric_curvature(problem.engine, s, occ_prev, delta, mini.max_nonaffine_a, **restarts)
     warm = WarmStart(prev.relaxed[0].positions_a, prev.response_a)
     return {
-        "cold": symmetric_curvature(ColdEngine(problem.engine), s, occ, delta, nonaffine),
-        "batch": symmetric_curvature(problem.engine, s, occ, delta, nonaffine),
-        "warm": symmetric_curvature(problem.engine, s, occ, delta, nonaffine, warm),
+        "cold": symmetric_curvature(ColdEngine(problem.engine), s, occ, delta, mini.max_nonaffine_a,
+                                    basin_restarts=0),
+        "batch": symmetric_curvature(problem.engine, s, occ, delta, mini.max_nonaffine_a, **restarts),
+        "warm": symmetric_curvature(problem.engine, s, occ, delta, mini.max_nonaffine_a, warm, **restarts),
     }
 
 
@@ -84,15 +88,16 @@ def main() -> None:
             if not 1 <= k < len(occupancy):
                 raise SystemExit(f"iteration {k} is not in 1..{len(occupancy) - 1}")
             r = measure(problem, occupancy[k - 1], occupancy[k])
-            fe = {name: sum(st.force_evaluations for st in res.states) for name, res in r.items()}
+            fe = {name: res.force_evaluations for name, res in r.items()}  # discarded batches included
             ks = {name: res.k_sym_ev_per_a2 for name, res in r.items()}
             spread = max(abs(v - ks["warm"]) for v in ks.values()) / ks["warm"]
             per_state = {name: [st.force_evaluations for st in res.states] for name, res in r.items()}
+            restarted = {name: res.basin_restarts for name, res in r.items()}
             rows.append({"k": k, "atoms": int(occupancy[k].sum()), "force_evaluations": fe,
-                         "per_state": per_state, "k_sym": ks, "max_rel_dk": spread})
+                         "per_state": per_state, "k_sym": ks, "max_rel_dk": spread, "basin_restarts": restarted})
             print(f"{k:>4} {int(occupancy[k].sum()):>7} {fe['cold']:>7} {fe['batch']:>7} {fe['warm']:>7} "
                   f"{fe['cold'] / fe['warm']:>9.2f} {fe['batch'] / fe['warm']:>10.2f} {ks['warm']:>11.6g} "
-                  f"{spread:>10.1e}")
+                  f"{spread:>10.1e}" + (f"  basin restarts {restarted}" if any(restarted.values()) else ""))
     finally:
         problem.engine.close()
     tot = {name: sum(r["force_evaluations"][name] for r in rows) for name in ("cold", "batch", "warm")}

@@ -85,6 +85,10 @@ class MinimizerConfig(_Section):
     max_nonaffine_a: float = Field(
         1.0, gt=0, description="largest allowed change of a first-neighbour bond vector in a relaxation (Å)"
     )
+    basin_restarts: int = Field(
+        2, ge=0, description="when a displaced state leaves the basin of the u = 0 relaxation (a bond "
+        "changes by more than max_nonaffine_a), relax the batch again from the basin it fell into, at most "
+        "this often (docs/optimizer.md)")
 
 
 class FilterConfig(_Section):
@@ -209,7 +213,7 @@ def canonical_json(config: RunConfig) -> str:
 
 
 #: keys added after run files and campaigns existed: left out of ``canonical_json`` at their default
-ADDED_LATER = (("minimizer", "norm", "two"),)
+ADDED_LATER = (("minimizer", "norm", "two"), ("minimizer", "basin_restarts", 2))
 
 
 def config_hash(config: RunConfig) -> str:

@@ -69,7 +69,8 @@ def evaluate(problem: Problem, occupancy: np.ndarray | None = None, delta_a: flo
     check_load_path(problem.structure, occupancy)
     delta = problem.delta_a() if delta_a is None else delta_a
     return symmetric_curvature(problem.engine, problem.structure, occupancy, delta,
-                               cfg.minimizer.max_nonaffine_a, warm, done, on_state)
+                               cfg.minimizer.max_nonaffine_a, warm, done, on_state,
+                               cfg.minimizer.basin_restarts)
 
 
 def summary(problem: Problem, occupancy: np.ndarray, result: StiffnessResult, wall_s: float,
@@ -91,6 +92,7 @@ def summary(problem: Problem, occupancy: np.ndarray, result: StiffnessResult, wa
         "delta_a": result.delta_a,
         "a0_a": problem.a0_a,
         "force_evaluations": result.force_evaluations,
+        "basin_restarts": result.basin_restarts,
         "mpi_ranks": ranks,
         "wall_s": wall_s,
         "states": [vars(st) for st in result.states],

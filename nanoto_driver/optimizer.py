@@ -38,6 +38,8 @@ class OptimizerState:
     positions_a : (n_sites, 3) relaxed positions of the previous iteration's E(0), or None
     response_a : (n_sites, 3) previous response to the load per unit u, or None
     k_history : K_sym of iterations 0..k-1 (eV/Å²)
+    previous_occupancy : (n_sites,) bool design of iteration k-1, or None at k = 0: what the
+        atoms added and removed are counted against
     """
 
     k: int
@@ -46,6 +48,7 @@ class OptimizerState:
     positions_a: np.ndarray | None = None
     response_a: np.ndarray | None = None
     k_history: tuple[float, ...] = ()
+    previous_occupancy: np.ndarray | None = None
 
     def warm_start(self) -> WarmStart | None:
         """E(0) from the previous relaxed positions, +δ from the previous response."""
@@ -125,8 +128,8 @@ def iterate(problem: Problem, state: OptimizerState | None = None, kernels: Kern
     opt = cfg.optimizer
     kern = kernels or Kernels(problem)
     state = state or initial_state(problem)
-    previous = state.occupancy
     while True:
+        previous = state.occupancy if state.previous_occupancy is None else state.previous_occupancy
         done = checkpoint.resume(state.k, state.occupancy) if checkpoint is not None else []
         t0 = time.perf_counter() - sum(r.wall_s for r in done)  # the iteration's time includes them
         result = evaluate(problem, state.occupancy, warm=state.warm_start() if opt.warm_start else None,
@@ -152,7 +155,7 @@ def iterate(problem: Problem, state: OptimizerState | None = None, kernels: Kern
             occ = clean(kern.table, occ, kern.design, kern.clamp, kern.load, alpha_hat, n_next,
                         opt.min_neighbors)
             next_state = OptimizerState(state.k + 1, occ, alpha_hat, result.relaxed[0].positions_a,
-                                        result.response_a, history)
+                                        result.response_a, history, state.occupancy)
         t4 = time.perf_counter()
         yield IterationRecord(
             k=state.k, occupancy=state.occupancy, result=result, alpha_hat=alpha_hat,
@@ -164,7 +167,7 @@ def iterate(problem: Problem, state: OptimizerState | None = None, kernels: Kern
         )
         if next_state is None:
             return
-        previous, state = state.occupancy, next_state
+        state = next_state
 
 
 def run(problem: Problem, observers: Sequence[Observer], state: OptimizerState | None = None,

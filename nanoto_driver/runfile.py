@@ -42,6 +42,7 @@ SCALARS = {  # column -> (dtype, value from a record)
     "n_added": ("i8", lambda r: r.n_added),
     "n_removed": ("i8", lambda r: r.n_removed),
     "force_evaluations": ("i8", lambda r: r.result.force_evaluations),
+    "basin_restarts": ("i8", lambda r: r.result.basin_restarts),
     "evaluate_s": ("f8", lambda r: r.evaluate_s),
     "update_s": ("f8", lambda r: r.update_s),
     "lammps_loop_s": ("f8", lambda r: r.result.loop_s),
@@ -181,7 +182,7 @@ def load_state(path: Path, config: RunConfig) -> OptimizerState | None:
         return OptimizerState(
             k=int(st.attrs["k"]), occupancy=st["occupancy"][:], alpha_hat=st["alpha_hat"][:],
             positions_a=st["positions_a"][:], response_a=st["response_a"][:] if "response_a" in st else None,
-            k_history=history,
+            k_history=history, previous_occupancy=it["occupancy"][-1],
         )
 
 

@@ -66,6 +66,12 @@ class StiffnessResult:
     alpha: np.ndarray
     states: tuple[StateDiagnostics, ...]
     relaxed: tuple[RelaxResult, ...]
+    discarded: tuple[RelaxResult, ...] = ()  # batches thrown away by basin restarts, in order
+
+    @property
+    def basin_restarts(self) -> int:
+        """How often the batch was relaxed again in the basin a displaced state fell into."""
+        return len(self.discarded) // len(STATES)
 
     @property
     def sum_alpha_ev_per_a2(self) -> float:
@@ -83,12 +89,14 @@ class StiffnessResult:
 
     @property
     def force_evaluations(self) -> int:
-        return sum(s.force_evaluations for s in self.states)
+        """Over every relaxation of the iteration, discarded batches included: what it cost."""
+        return sum(s.force_evaluations for s in self.states) + sum(r.force_evaluations for r in self.discarded)
 
     @property
     def loop_s(self) -> float:
-        """Time inside the LAMMPS minimizer over the states (s; NaN without LAMMPS)."""
-        return sum(s.loop_s for s in self.states)
+        """Time inside the LAMMPS minimizer over every relaxation, discarded ones included (s; NaN
+        without LAMMPS)."""
+        return sum(s.loop_s for s in self.states) + sum(r.loop_s for r in self.discarded)
 
 
 def energy_difference_ev(a: RelaxResult, b: RelaxResult) -> float:
@@ -158,17 +166,65 @@ def _check(structure: Structure, occupancy: np.ndarray, results: Sequence[RelaxR
         elif drift > limit_a:
             raise DisplacementError(
                 f"the displacement u = {r.u_a:g} Å changed a first-neighbour bond by {drift:.3g} Å "
-                f"(limit {limit_a:g} Å): the structure tore or collapsed; reduce load.strain "
-                "(minimizer.max_nonaffine_a sets the limit)"
+                f"(limit {limit_a:g} Å) in every basin tried: the structure tore or collapsed; reduce "
+                "load.strain (minimizer.max_nonaffine_a sets the limit, minimizer.basin_restarts the "
+                "attempts)"
             )
         drifts.append(drift)
     return drifts
 
 
+def escaped_state(structure: Structure, occupancy: np.ndarray, results: Sequence[RelaxResult],
+                  limit_a: float) -> RelaxResult | None:
+    """The displaced state whose bonds moved furthest from the u = 0 state, if beyond ``limit_a`` (Å).
+
+    A displacement of 10^-3 strain changes bonds by 10^-3 Å; a change of the order of an
+    ångström means the displaced relaxation left the basin of the u = 0 one (a tear, or a
+    hop of a metastable group of atoms into a lower minimum).
+    """
+    zero, displaced = results[0], results[1:]
+    drifts = [max_bond_change_a(structure, occupancy, r.positions_a, zero.positions_a) for r in displaced]
+    worst = int(np.argmax(drifts))
+    return displaced[worst] if drifts[worst] > limit_a else None
+
+
+def relax_in_one_basin(engine: Engine, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
+                       limit_a: float, restarts: int, warm: WarmStart | None = None,
+                       done: Sequence[RelaxResult] = (),
+                       on_state: Callable[[RelaxResult], None] | None = None
+                       ) -> tuple[list[RelaxResult], list[RelaxResult]]:
+    """Relax the batch; while a displaced state escapes the basin of u = 0, relax it again from there.
+
+    Large designs relaxed at u = 0 can stop in a metastable minimum (a group of surface
+    atoms that a small push sends into a lower one). The energy curvature is only defined
+    within one basin, so the batch is relaxed again, u = 0 starting from the escaped
+    configuration with the prescribed displacement taken off, at most ``restarts`` times.
+    ``done`` holds the states of every attempt in order (a resumed iteration).
+
+    Returns (the kept batch, the states of the discarded batches in order).
+    """
+    done = list(done)
+    discarded: list[RelaxResult] = []
+    for attempt in range(restarts + 1):
+        batch_done, done = done[: len(states_a)], done[len(states_a):]
+        results = engine.relax(structure, occupancy, states_a, warm, batch_done, on_state)
+        escaped = escaped_state(structure, occupancy, results, limit_a) if attempt < restarts else None
+        if escaped is None:
+            return results, discarded
+        log.warning("the state u = %+.4g Å left the basin of the u = 0 relaxation (energy %+.4g eV against "
+                    "u = 0); relaxing the batch again from there (basin restart %d of at most %d)",
+                    escaped.u_a, energy_difference_ev(escaped, results[0]), attempt + 1, restarts)
+        discarded += results
+        start = escaped.positions_a - structure.affine_displacement_a(escaped.u_a)
+        warm = WarmStart(start, warm.response_a if warm is not None else None)
+    raise AssertionError("unreachable: the last attempt always returns")
+
+
 def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndarray, delta_a: float,
                         max_nonaffine_a: float = 1.0, warm: WarmStart | None = None,
                         done: Sequence[RelaxResult] = (),
-                        on_state: Callable[[RelaxResult], None] | None = None) -> StiffnessResult:
+                        on_state: Callable[[RelaxResult], None] | None = None,
+                        basin_restarts: int = 2) -> StiffnessResult:
     """Relax (0, +δ, -δ) in one batch and reduce them to K_sym, K_fwd, K_force and α.
 
     Parameters
@@ -177,6 +233,8 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
     delta_a : δ in Å (> 0)
     warm : start of the 0 state and the previous response to the load (default: lattice sites)
     done, on_state : states relaxed before a resume, and where each new one goes (``Engine.relax``)
+    basin_restarts : how often a batch whose displaced state escaped is relaxed again
+        (``relax_in_one_basin``) before that counts as a tear
     """
     if not delta_a > 0:
         raise ValueError(f"delta must be positive, got {delta_a}")
@@ -184,7 +242,8 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
         log.warning("warm start dropped: %d atom pairs would start overlapping (atoms added on sites that a "
                     "reconstruction moved neighbours into); relaxing from the lattice sites", pairs)
         warm = None
-    results = engine.relax(structure, occupancy, [m * delta_a for m in STATES], warm, done, on_state)
+    results, discarded = relax_in_one_basin(engine, structure, occupancy, [m * delta_a for m in STATES],
+                                            max_nonaffine_a, basin_restarts, warm, done, on_state)
     for r in results:
         log.debug("state u = %+.4g Å: %s after %d iterations, %d force evaluations, |F| = %.2g eV/Å, %.2f s",
                  r.u_a, r.stop_reason, r.iterations, r.force_evaluations, r.fnorm_ev_per_a, r.wall_s)
@@ -213,4 +272,5 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
         alpha=alpha,
         states=states,
         relaxed=tuple(results),
+        discarded=tuple(discarded),
     )

@@ -82,6 +82,9 @@ def test_run_file_round_trip_and_resume_gives_the_same_result(tmp_path, records)
     assert rest.records[-1].k_sym_ev_per_a2 == records[-1].k_sym_ev_per_a2
     cols = runfile.read_iterations(path)
     assert cols["k"].tolist() == list(range(len(records)))
+    # the resumed iteration counts its added and removed atoms against the stored design
+    for name in ("n_added", "n_removed", "n_design_atoms"):
+        assert cols[name].tolist() == [getattr(r, name) for r in records], name
     assert np.array_equal(cols["occupancy"][-1], records[-1].occupancy)
     assert runfile.status(path) == "converged"
 
