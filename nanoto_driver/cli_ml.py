@@ -47,7 +47,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if not conditions:
         raise InputError("give at least one --condition key=value")
     out = sample_to_file(args.checkpoint, conditions, args.n, args.output, sampler=args.sampler, steps=args.steps,
-                         guidance=args.guidance, seed=args.seed, device=args.device)
+                         guidance=args.guidance, seed=args.seed, device=args.device, screen=args.screen)
     print(f"wrote {out}: {len(conditions)} conditions x {args.n} candidates; next: nanoto verify {out} "
           f"--dataset DATASET.h5 -o DIR")
     return 0
@@ -81,6 +81,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (default 2)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--screen", type=int, default=1, metavar="M",
+                   help="draw M x N per condition and keep the N stiffest valid ones by the spring network "
+                        "(default 1: no screening)")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
     p.set_defaults(func=cmd_sample)
 

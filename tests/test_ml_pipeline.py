@@ -57,6 +57,20 @@ def test_train_sample_verify_smoke_pipeline(dataset, tmp_path):
             assert (occ[:, ~design]).all()  # fixed sites in-painted
             assert (occ[:, design].sum(axis=1)[group["cleanup_ok"][()]] == n_design).all()  # exact count
 
+    # screening: 3 draws per kept candidate keep the 2 stiffest valid ones of the same 6 draws
+    drawn, screened = tmp_path / "drawn.h5", tmp_path / "screened.h5"
+    for path, n, screen in ((drawn, "6", "1"), (screened, "2", "3")):
+        proc = run_cli("sample", str(tmp_path / "model"), "--condition", "vf=0.5", "--condition", "shells=3",
+                       "-n", n, "--screen", screen, "-o", str(path), "--steps", "10", "--device", "cpu")
+        assert proc.returncode == 0, proc.stderr
+    with h5py.File(drawn) as a, h5py.File(screened) as b:
+        k_all, ok_all = a["conditions/0/spring_k"][()], a["conditions/0/cleanup_ok"][()]
+        kept = b["conditions/0/spring_k"][()]
+        assert b.attrs["screen"] == 3 and b["conditions/0"].attrs["n_drawn"] == 6
+        best = np.sort(k_all[ok_all & (k_all > 0)])[::-1][:2]
+        assert sorted(kept[kept > 0], reverse=True)[:2] == best.tolist()
+        assert best.size < 2 or best[-1] >= np.median(k_all)
+
     out = tmp_path / "verify"
     proc = run_cli("verify", str(samples), "--dataset", str(dataset), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
