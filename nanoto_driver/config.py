@@ -85,6 +85,10 @@ class MinimizerConfig(_Section):
     max_nonaffine_a: float = Field(
         1.0, gt=0, description="largest allowed change of a first-neighbour bond vector in a relaxation (Å)"
     )
+    coarse_every: int = Field(
+        0, ge=0, description="0: plain CG. N > 0: every N CG iterations, move the atoms along the "
+        "spring-network response to the residual forces (a two-level relaxation whose force evaluations "
+        "do not grow with the length of the structure; lammps engine, group loading; docs/optimizer.md)")
     basin_restarts: int = Field(
         2, ge=0, description="when a displaced state leaves the basin of the u = 0 relaxation (a bond "
         "changes by more than max_nonaffine_a), relax the batch again from the basin it fell into, at most "
@@ -213,7 +217,7 @@ def canonical_json(config: RunConfig) -> str:
 
 
 #: keys added after run files and campaigns existed: left out of ``canonical_json`` at their default
-ADDED_LATER = (("minimizer", "norm", "two"), ("minimizer", "basin_restarts", 2))
+ADDED_LATER = (("minimizer", "norm", "two"), ("minimizer", "basin_restarts", 2), ("minimizer", "coarse_every", 0))
 
 
 def config_hash(config: RunConfig) -> str:

@@ -28,6 +28,7 @@ from .lammps_text import (
     parse_log,
     render,
     setup_script,
+    split_at_minimize,
     state_script,
 )
 from .lammps_unwrap import unwrap_near
@@ -90,6 +91,8 @@ class LammpsEngine:
         self._lmp: Any = None
         self._structure: Structure | None = None
         self._rank_of_site: np.ndarray | None = None
+        self.coarse_every = config.minimizer.coarse_every
+        self._preconditioner: tuple[Any, Any] = (None, None)  # (design key, SpringPreconditioner) on rank 0
         self._tmp = tempfile.TemporaryDirectory(prefix="nanoto-lammps-") if self.rank == 0 else None
         self._log = self._bcast(str(Path(self._tmp.name) / "state.log") if self._tmp else None)
 
@@ -201,6 +204,62 @@ class LammpsEngine:
             self._rank_of_site = rank
         return self._rank_of_site
 
+    # -- two-level relaxation (coarse.py) -------------------------------------
+    def _minimize_in_cycles(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray) -> int:
+        """CG in cycles of ``coarse_every`` iterations with a spring-network correction between
+        them, until CG stops on anything but its iteration cap; returns the corrections made."""
+        lmp, s, every = self._lmp, self.settings, self.coarse_every
+        corrections = iterations = 0
+        while True:
+            cap = min(every, s.maxiter - iterations)
+            start = int(lmp.extract_global("ntimestep"))  # a minimization advances it by its iterations
+            lmp.command(f"minimize 0.0 {s.ftol_ev_per_a!r} {cap} {s.maxeval}")
+            ran = int(lmp.extract_global("ntimestep")) - start
+            iterations += ran
+            if ran < cap or iterations >= s.maxiter:
+                return corrections
+            self._coarse_correction(structure, occupancy, ids)
+            corrections += 1
+
+    def _coarse_correction(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray) -> None:
+        """Move the atoms by s d, d = K_s^-1 f the spring-network response to the residual forces
+        and s the exact minimizer of the energy along d (two force evaluations)."""
+        from .coarse import exact_step, probe_scale
+
+        lmp = self._lmp
+        lmp.command("run 0 post no")
+        x, f = self._gather("x", 3, ids), self._gather("f", 3, ids)
+        d = self._bcast(self._direction(structure, occupancy, ids, f) if self.rank == 0 else None)
+        eps = probe_scale(d)
+        if eps == 0.0:
+            return
+        self._scatter_x(ids, x + eps * d)
+        lmp.command("run 0 post no")
+        probe = self._gather("f", 3, ids)  # collective: every rank takes part
+        step = self._bcast(exact_step(f, d, probe, eps) if self.rank == 0 else None)
+        self._scatter_x(ids, x + step * d)
+
+    def _direction(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,
+                   forces: np.ndarray) -> np.ndarray:
+        """(len(ids), 3) spring-network response to ``forces`` (rows in ``ids`` order); the
+        multigrid hierarchy is built once per design and kept for its other states."""
+        from .coarse import SpringPreconditioner
+        from .state_checkpoint import occupancy_key
+
+        key = (id(structure), occupancy_key(0, occupancy))
+        if self._preconditioner[0] != key:
+            self._preconditioner = (None, None)  # free the old hierarchy before building the new one
+            self._preconditioner = (key, SpringPreconditioner(structure, occupancy))
+        full = np.zeros((structure.n_sites, 3))
+        full[ids - 1] = forces
+        return self._preconditioner[1].direction(full)[ids - 1]
+
+    def _scatter_x(self, ids: np.ndarray, positions: np.ndarray) -> None:
+        """Set the positions (len(ids), 3) Å of atoms ``ids``."""
+        data = np.ascontiguousarray(positions, dtype=np.float64).reshape(-1)
+        buffer = (ctypes.c_double * data.size).from_buffer(data)  # type: ignore[arg-type]
+        self._lmp.scatter_subset("x", 1, 3, len(ids), _c_ids(ids), buffer)
+
     def _gather(self, name: str, count: int, ids: np.ndarray) -> np.ndarray:
         data = self._lmp.gather_subset(name, 1, count, len(ids), _c_ids(ids))
         return np.ctypeslib.as_array(data).reshape(len(ids), count).copy()
@@ -214,9 +273,16 @@ class LammpsEngine:
         t0 = time.perf_counter()
         lmp = self._lmp
         script = state_script(structure, self.settings, f"s{n}", u_a, start_displaced=start_displaced)
+        corrections = 0
         try:
             lmp.command(f"log {self._log}")
-            lmp.commands_string(script)
+            if self.coarse_every and structure.load_mode == "group":
+                before, after = split_at_minimize(script)
+                lmp.commands_string(before)
+                corrections = self._minimize_in_cycles(structure, occupancy, ids)
+                lmp.commands_string(after)
+            else:
+                lmp.commands_string(script)
             box_lengths = self._box_lengths()
             energies = self._gather("c_pe", 1, ids)[:, 0]
             positions = self._gather("x", 3, ids)
@@ -235,7 +301,7 @@ class LammpsEngine:
             reaction_ev_per_a=report.reaction_ev_per_a,
             converged=is_converged(report.stats.stop_reason, report.fmax_ev_per_a, self.settings),
             stop_reason=report.stats.stop_reason, iterations=report.stats.iterations,
-            force_evaluations=report.stats.force_evaluations,
+            force_evaluations=report.stats.force_evaluations + 2 * corrections,  # run 0 and the probe
             fnorm_ev_per_a=report.fnorm_ev_per_a, fmax_ev_per_a=report.fmax_ev_per_a, n_atoms=report.natoms,
             wall_s=time.perf_counter() - t0, loop_s=report.stats.loop_s,
         )

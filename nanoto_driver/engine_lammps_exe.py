@@ -23,7 +23,7 @@ import numpy as np
 from .config import RunConfig
 from .engine import RelaxResult, WarmStart, empty_to_lattice, extrapolation, prescribed_response
 from .engine_lammps import is_converged, settings_from
-from .errors import DisplacementError, EngineError
+from .errors import ConfigError, DisplacementError, EngineError
 from .lammps_runtime import lmp_executable, mpiexec_executable
 from .lammps_text import StateReport, parse_log, render, setup_script, state_script, write_data_file
 from .lammps_unwrap import unwrap_near
@@ -41,6 +41,9 @@ class LammpsExeEngine:
     def __init__(self, config: RunConfig, potential: Potential | None) -> None:
         if potential is None:
             raise EngineError("the lammps-exe engine needs a potential")
+        if config.minimizer.coarse_every:
+            raise ConfigError("minimizer.coarse_every needs the in-process engine (engine.name: lammps): "
+                              "the coarse correction moves atoms between CG cycles from Python")
         self.config = config
         self.potential = potential
         self.settings = settings_from(config)

@@ -116,6 +116,16 @@ def state_script(structure: Structure, settings: ScriptSettings, label: str, u_a
     )
 
 
+def split_at_minimize(script: str) -> tuple[str, str]:
+    """A state script cut around its ``minimize`` command: (before, after), the command left out,
+    for an engine that minimizes in cycles itself."""
+    lines = script.splitlines()
+    at = [n for n, line in enumerate(lines) if line.startswith("minimize ")]
+    if len(at) != 1:
+        raise ValueError(f"a state script has one minimize command, this one {len(at)}")
+    return "\n".join(lines[: at[0]]) + "\n", "\n".join(lines[at[0] + 1:]) + "\n"
+
+
 def box_reset_command(structure: Structure) -> str | None:
     """Command that puts a box-loaded structure back into its reference box (None otherwise)."""
     if structure.load_mode != "box":
@@ -192,17 +202,27 @@ _RESULT = re.compile(r"^NANOTO_RESULT (.*)$", re.M)
 
 
 def parse_log(text: str) -> list[StateReport]:
-    """Pair every minimization block of a LAMMPS log with the NANOTO_RESULT line after it."""
-    loops = [float(m["s"]) for m in _LOOP.finditer(text)]
-    stats = [MinStats(m["reason"], int(m["it"]), int(m["ev"])) for m in _STATS.finditer(text)]
-    if len(loops) == len(stats):
-        stats = [MinStats(s.stop_reason, s.iterations, s.force_evaluations, t)
-                 for s, t in zip(stats, loops, strict=True)]
-    results = [dict(kv.split("=", 1) for kv in m.group(1).split()) for m in _RESULT.finditer(text)]
-    if len(stats) != len(results):
-        raise ValueError(f"log has {len(stats)} minimizations but {len(results)} result lines")
-    return [
-        StateReport(r["label"], float(r["u"]), float(r["pe"]), float(r["fnorm"]), float(r["fmax"]),
-                    float(r["reaction"]), int(float(r["natoms"])), s)
-        for r, s in zip(results, stats, strict=True)
-    ]
+    """Pair the minimization blocks of a LAMMPS log with the NANOTO_RESULT line after them.
+
+    A state relaxed in cycles (``minimizer.coarse_every``) has several minimizations before
+    its result line: their iterations, force evaluations and loop times are summed and the
+    last one's stopping criterion is the state's.
+    """
+    loops = {m.end(): float(m["s"]) for m in _LOOP.finditer(text)}  # keyed where "Stopping criterion" ends
+    blocks = [(m.start(), MinStats(m["reason"], int(m["it"]), int(m["ev"]),
+                                   loops.get(m.start() + len("Stopping criterion"), float("nan"))))
+              for m in _STATS.finditer(text)]
+    reports, first = [], 0
+    for m in _RESULT.finditer(text):
+        mine = [b for at, b in blocks[first:] if at < m.start()]
+        first += len(mine)
+        if not mine:
+            raise ValueError("log has a result line without a minimization before it")
+        r = dict(kv.split("=", 1) for kv in m.group(1).split())
+        stats = MinStats(mine[-1].stop_reason, sum(b.iterations for b in mine),
+                         sum(b.force_evaluations for b in mine), sum(b.loop_s for b in mine))
+        reports.append(StateReport(r["label"], float(r["u"]), float(r["pe"]), float(r["fnorm"]), float(r["fmax"]),
+                                   float(r["reaction"]), int(float(r["natoms"])), stats))
+    if first != len(blocks):
+        raise ValueError(f"log has {len(blocks)} minimizations but only {first} before a result line")
+    return reports

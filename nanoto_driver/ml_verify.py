@@ -107,6 +107,7 @@ class SampleGroup:
     """The candidates of one requested condition (``/conditions/<index>``).
 
     occupancy : (n, 4, nx, ny, nz) bool, one candidate per row, site order after reshape(n, -1)
+    spring_k : (n,) spring-network stiffness from ``nanoto sample`` (``ml_screen``), NaN in files without it
     """
 
     index: int
@@ -114,6 +115,7 @@ class SampleGroup:
     config: RunConfig
     n_design_atoms: int
     occupancy: np.ndarray
+    spring_k: np.ndarray | None = None
 
     @property
     def grid_shape(self) -> tuple[int, int, int, int]:
@@ -190,7 +192,10 @@ def _read_group(path: Path, index: int, group: h5py.Group) -> SampleGroup:
         if occ.dtype.kind not in "iu" or not np.isin(occ, (0, 1)).all():
             raise InputError(f"{where}: occupancy must be bool (0/1), got {occ.dtype}")
         occ = occ.astype(bool)
-    return SampleGroup(index, condition, config, int(group.attrs["n_design_atoms"]), occ)
+    spring_k = np.asarray(group["spring_k"][()], float) if "spring_k" in group else np.full(len(occ), np.nan)
+    if spring_k.shape != (len(occ),):
+        raise InputError(f"{where}: spring_k has shape {spring_k.shape}, expected ({len(occ)},)")
+    return SampleGroup(index, condition, config, int(group.attrs["n_design_atoms"]), occ, spring_k)
 
 
 @dataclass(frozen=True)
@@ -488,6 +493,7 @@ def _evaluate_group(group: SampleGroup, bar: Any) -> tuple[list[dict[str, Any]],
                 "n_design_atoms": n_occ, "n_design_atoms_matches": n_occ == group.n_design_atoms,
                 "valid": reason is None, "reason": reason, "wall_s": wall,
                 "occupancy_sha256": occupancy_sha256(occ),
+                "spring_k": float(group.spring_k[i]) if group.spring_k is not None else math.nan,
             })
             bar.update(1)
     finally:
@@ -534,7 +540,8 @@ def verify(samples_path: str | Path, dataset_path: str | Path, out_dir: str | Pa
           ``n_design_atoms``, ``n_design_atoms_matches`` (equals the group's attribute),
           ``k_frontier`` (eV/Å², null outside the frontier), ``ratio``, ``valid``,
           ``reason`` (null if valid), ``nearest_train_hamming``, ``novel``, ``wall_s``,
-          ``occupancy_sha256``
+          ``occupancy_sha256``, ``spring_k`` (the screening score of ``nanoto sample``, null
+          if the file has none)
 
         NaN is written as null.
 

@@ -1,0 +1,104 @@
+"""The coarse correction (nanoto_driver/coarse.py, minimizer.coarse_every): its pieces, then real LAMMPS."""
+
+import numpy as np
+import pytest
+
+from nanoto_driver.coarse import SpringPreconditioner, exact_step, rigid_body_modes, spring_matrix
+from nanoto_driver.config import build_config
+from nanoto_driver.lammps_text import parse_log, split_at_minimize
+from nanoto_driver.load_cases import build_structure
+from nanoto_driver.structure import DESIGN
+
+from .conftest import ROOT, evaluate_json, run_cli
+
+
+def _cantilever(cells=(8, 4, 2)):
+    return build_structure(build_config({"domain": {"cells": list(cells)}}).domain, 4.05)
+
+
+def test_spring_network_has_the_rigid_modes_of_its_geometry():
+    s = _cantilever()  # x, y free, z periodic: translations and the rotation about z cost nothing
+    k = spring_matrix(s, np.ones(s.n_sites, bool))
+    modes = rigid_body_modes(s.positions_a)
+    null = [0, 1, 2, 3]  # translations x, y, z; rotation in the (x, y) plane
+    assert np.abs(k @ modes[:, null]).max() < 1e-12
+    assert np.abs(k @ modes[:, 4]).max() > 1e-3  # rotations that tilt z cross the periodic boundary
+
+
+def test_direction_solves_the_spring_network_on_free_atoms():
+    s = _cantilever()
+    occ = np.ones(s.n_sites, bool)
+    occ[np.flatnonzero(s.kind == DESIGN)[::7]] = False
+    rng = np.random.default_rng(1)
+    f = rng.normal(size=(s.n_sites, 3))
+    d = SpringPreconditioner(s, occ).direction(f)
+    free = np.repeat(occ & (s.kind == DESIGN), 3)
+    assert np.all(d.reshape(-1)[~free] == 0)  # clamp, load and empty sites never move
+    k = spring_matrix(s, occ)[free][:, free]
+    residual = k @ d.reshape(-1)[free] + 1e-6 * d.reshape(-1)[free] - f.reshape(-1)[free]
+    assert np.linalg.norm(residual) < 2e-3 * np.linalg.norm(f.reshape(-1)[free])
+
+
+def test_exact_step_is_the_line_minimum_of_a_quadratic():
+    rng = np.random.default_rng(2)
+    q = rng.normal(size=(12, 12))
+    a = q @ q.T + 12 * np.eye(12)  # E(x) = ½ xᵀ A x - bᵀ x, f = b - A x
+    b, x, d = rng.normal(size=12), rng.normal(size=12), rng.normal(size=12)
+    f = b - a @ x
+    eps = 1e-3
+    s = exact_step(f.reshape(-1, 3), d.reshape(-1, 3), (b - a @ (x + eps * d)).reshape(-1, 3), eps)
+    assert s == pytest.approx((f @ d) / (d @ a @ d), rel=1e-10)
+    assert exact_step(f.reshape(-1, 3), d.reshape(-1, 3), (f + eps * (a @ d)).reshape(-1, 3), eps) == 0.0
+
+
+def test_a_state_relaxed_in_cycles_reports_the_sum_of_its_minimizations():
+    def block(reason, it, ev, loop):
+        return (f"Loop time of {loop} on 1 procs for {it} steps with 100 atoms\n\nMinimization stats:\n"
+                f"  Stopping criterion = {reason}\n  Energy initial, next-to-last, final = \n"
+                f"  Iterations, force evaluations = {it} {ev}\n")
+    result = "NANOTO_RESULT label=s0 u=0 pe=-1.5 fnorm=1e-6 fmax=1e-7 reaction=0.25 natoms=100\n"
+    text = (block("max iterations", 15, 30, 1.5) + "Loop time of 0.1 on 1 procs for 0 steps\n"
+            + block("max iterations", 15, 31, 2.0) + block("force tolerance", 4, 9, 0.5) + result
+            + block("force tolerance", 7, 14, 0.25) + result.replace("s0", "s1"))
+    first, second = parse_log(text)
+    assert (first.stats.stop_reason, first.stats.iterations, first.stats.force_evaluations) == \
+        ("force tolerance", 34, 70)
+    assert first.stats.loop_s == pytest.approx(4.0)
+    assert (second.label, second.stats.iterations, second.stats.loop_s) == ("s1", 7, 0.25)
+
+
+def test_split_at_minimize_leaves_the_command_out():
+    before, after = split_at_minimize("a\nminimize 0.0 1e-8 10 100\nprint x\n")
+    assert (before, after) == ("a\n", "print x\n")
+    with pytest.raises(ValueError):
+        split_at_minimize("no minimization here")
+
+
+@pytest.mark.lammps
+def test_coarse_correction_gives_the_same_stiffness_with_fewer_force_evaluations(lammps_ok):
+    demo = ROOT / "workflows" / "examples" / "optimize_cantilever.yaml"
+    sets = ["domain.cells=[32, 16, 3]", "minimizer.norm=max", "minimizer.ftol_ev_per_a=1e-5"]
+    plain = evaluate_json(demo, *sets)
+    coarse = evaluate_json(demo, *sets, "minimizer.coarse_every=15")
+    again = evaluate_json(demo, *sets, "minimizer.coarse_every=15")
+    assert coarse["k_sym_ev_per_a2"] == pytest.approx(plain["k_sym_ev_per_a2"], rel=1e-4)
+    assert coarse["force_evaluations"] < 0.6 * plain["force_evaluations"]
+    assert again["k_sym_ev_per_a2"] == coarse["k_sym_ev_per_a2"]  # deterministic: resumes reproduce it
+    assert all(s["converged"] for s in coarse["states"])
+
+
+@pytest.mark.lammps
+@pytest.mark.mpi
+def test_coarse_correction_on_two_ranks_agrees_with_one(lammps_ok):
+    demo = ROOT / "workflows" / "examples" / "optimize_cantilever.yaml"
+    sets = ["domain.cells=[24, 12, 3]", "minimizer.norm=max", "minimizer.ftol_ev_per_a=1e-5",
+            "minimizer.coarse_every=15"]
+    one, two = evaluate_json(demo, *sets), evaluate_json(demo, *sets, ranks=2)
+    assert two["mpi_ranks"] == 2
+    assert two["k_sym_ev_per_a2"] == pytest.approx(one["k_sym_ev_per_a2"], rel=1e-4)
+
+
+def test_coarse_correction_is_refused_by_the_executable_engine():
+    demo = ROOT / "workflows" / "examples" / "optimize_cantilever.yaml"
+    proc = run_cli("evaluate", str(demo), "--set", "engine.name=lammps-exe", "--set", "minimizer.coarse_every=15")
+    assert proc.returncode == 2 and "coarse_every needs the in-process engine" in proc.stderr
