@@ -46,14 +46,18 @@ CASES = {"1e4": (44, 22, 3), "1e5": (132, 66, 3), "6.5e5": (332, 166, 3), "1e6":
 # its line-search floor): K_sym within 5e-5 of the default at 11,616 sites with 3.2x fewer
 # force evaluations (docs/performance.md, "Force tolerance at scale").
 SCALE_SETTINGS = ["--set", "minimizer.norm=max", "--set", "minimizer.ftol_ev_per_a=1e-5"]
-PHASES = ("lammps_loop_s", "engine_io_s", "filter_s", "step_s", "cleanup_s", "write_s")
+# The two-level relaxation (docs/optimizer.md): a spring-network correction every 8 CG
+# iterations; --coarse-every 0 gives plain CG, the baseline.
+COARSE_EVERY = 8
+PHASES = ("lammps_loop_s", "coarse_s", "engine_io_s", "filter_s", "step_s", "cleanup_s", "write_s")
 
 
-def run_case(label: str, ranks: int, iterations: int, out: Path) -> int:
+def run_case(label: str, ranks: int, iterations: int, out: Path, coarse_every: int = COARSE_EVERY) -> int:
     """``nanoto run`` of one case (resumes what is there); returns its exit code."""
     cells = CASES[label]
     cmd = [sys.executable, "-m", "nanoto_driver", "run", str(CONFIG), "-o", str(out), "--resume", "--quiet",
            "--set", f"domain.cells=[{cells[0]}, {cells[1]}, {cells[2]}]", *SCALE_SETTINGS,
+           "--set", f"minimizer.coarse_every={coarse_every}",
            "--set", f"optimizer.max_iterations={iterations}", "--set", f"name=scale_{label}"]
     if ranks > 1:
         cmd = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), *cmd]
@@ -79,8 +83,10 @@ def read_case(folder: Path) -> dict[str, Any] | None:
     warm = slice(1, None) if n > 1 else slice(0, None)
     write_per_it = write_s / max(n - 1, 1)  # the file books each write at the next one
     per_it = it["evaluate_s"] + it["update_s"] + write_per_it
+    coarse = np.nan_to_num(it.get("coarse_s", np.zeros(n)))  # runs made before the column: no corrections
     phases = {
-        "lammps_loop_s": it["lammps_loop_s"], "engine_io_s": it["evaluate_s"] - it["lammps_loop_s"],
+        "lammps_loop_s": it["lammps_loop_s"], "coarse_s": coarse,
+        "engine_io_s": it["evaluate_s"] - it["lammps_loop_s"] - coarse,
         "filter_s": it["filter_s"], "step_s": it["step_s"], "cleanup_s": it["cleanup_s"],
         "write_s": np.full(n, write_per_it),
     }
@@ -108,7 +114,7 @@ def report(out: Path, json_path: str | None, plot_path: str | None) -> None:
             if case is not None:
                 rows.append({"label": label, "ranks": ranks, **case})
     print(f"{'case':>6} {'R':>2} {'sites':>9} {'it':>3} {'s/it':>9} {'FE/it':>7} {'us/site/it':>10} "
-          f"{'us/site/FE':>10} {'LAMMPS':>7} {'eng.I/O':>7} {'filter':>7} {'step':>7} {'cleanup':>7} "
+          f"{'us/site/FE':>10} {'LAMMPS':>7} {'coarse':>7} {'eng.I/O':>7} {'filter':>7} {'step':>7} {'cleanup':>7} "
           f"{'write':>7} {'RSS/rank MB':>14} {'RSS tot':>8}")
     for r in rows:
         fr = r["fractions"]
@@ -167,6 +173,8 @@ def main() -> None:
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--iterations", type=int, default=3, help="iterations per run (k = 0 starts cold)")
     ap.add_argument("--out", default=str(ROOT / "runs" / "scale"))
+    ap.add_argument("--coarse-every", type=int, default=COARSE_EVERY,
+                    help=f"minimizer.coarse_every (default {COARSE_EVERY}; 0: plain CG)")
     ap.add_argument("--report", action="store_true", help="only read the runs that are there")
     ap.add_argument("--json", help="write the report rows here")
     ap.add_argument("--plot", help="write time per iteration versus sites here (.png)")
@@ -175,7 +183,7 @@ def main() -> None:
     if not args.report:
         for label in args.sites:
             for ranks in args.ranks:
-                code = run_case(label, ranks, args.iterations, out / f"{label}_{ranks}r")
+                code = run_case(label, ranks, args.iterations, out / f"{label}_{ranks}r", args.coarse_every)
                 if code != 0:
                     print(f"{label} on {ranks} rank(s) ended with exit code {code}", flush=True)
     report(out, args.json, args.plot)

@@ -51,6 +51,8 @@ class RelaxResult:
     n_atoms : atoms present after the relaxation
     wall_s : wall time of this state (s)
     loop_s : of which inside the LAMMPS minimizer (its "Loop time"; NaN for engines without one)
+    coarse_s : of which in the coarse corrections between CG cycles (multigrid set-up and solves,
+        the two force evaluations of each correction, moving the atoms; 0 without them)
     """
 
     u_a: float
@@ -67,6 +69,7 @@ class RelaxResult:
     n_atoms: int
     wall_s: float
     loop_s: float = float("nan")
+    coarse_s: float = 0.0
 
     def __post_init__(self) -> None:
         n = self.site_energies_ev.shape[0]

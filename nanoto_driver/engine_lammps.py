@@ -92,6 +92,7 @@ class LammpsEngine:
         self._structure: Structure | None = None
         self._rank_of_site: np.ndarray | None = None
         self.coarse_every = config.minimizer.coarse_every
+        self._coarse_s = 0.0  # time in the corrections of the state being relaxed (s)
         self._preconditioner: tuple[Any, Any] = (None, None)  # (design key, SpringPreconditioner) on rank 0
         self._tmp = tempfile.TemporaryDirectory(prefix="nanoto-lammps-") if self.rank == 0 else None
         self._log = self._bcast(str(Path(self._tmp.name) / "state.log") if self._tmp else None)
@@ -218,7 +219,9 @@ class LammpsEngine:
             iterations += ran
             if ran < cap or iterations >= s.maxiter:
                 return corrections
+            t0 = time.perf_counter()
             self._coarse_correction(structure, occupancy, ids)
+            self._coarse_s += time.perf_counter() - t0
             corrections += 1
 
     def _coarse_correction(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray) -> None:
@@ -273,7 +276,7 @@ class LammpsEngine:
         t0 = time.perf_counter()
         lmp = self._lmp
         script = state_script(structure, self.settings, f"s{n}", u_a, start_displaced=start_displaced)
-        corrections = 0
+        corrections, self._coarse_s = 0, 0.0
         try:
             lmp.command(f"log {self._log}")
             if self.coarse_every and structure.load_mode == "group":
@@ -303,5 +306,5 @@ class LammpsEngine:
             stop_reason=report.stats.stop_reason, iterations=report.stats.iterations,
             force_evaluations=report.stats.force_evaluations + 2 * corrections,  # run 0 and the probe
             fnorm_ev_per_a=report.fnorm_ev_per_a, fmax_ev_per_a=report.fmax_ev_per_a, n_atoms=report.natoms,
-            wall_s=time.perf_counter() - t0, loop_s=report.stats.loop_s,
+            wall_s=time.perf_counter() - t0, loop_s=report.stats.loop_s, coarse_s=self._coarse_s,
         )

@@ -46,6 +46,7 @@ SCALARS = {  # column -> (dtype, value from a record)
     "evaluate_s": ("f8", lambda r: r.evaluate_s),
     "update_s": ("f8", lambda r: r.update_s),
     "lammps_loop_s": ("f8", lambda r: r.result.loop_s),
+    "coarse_s": ("f8", lambda r: r.result.coarse_s),
     "filter_s": ("f8", lambda r: r.filter_s),
     "step_s": ("f8", lambda r: r.step_s),
     "cleanup_s": ("f8", lambda r: r.cleanup_s),

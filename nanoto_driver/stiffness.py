@@ -98,6 +98,11 @@ class StiffnessResult:
         without LAMMPS)."""
         return sum(s.loop_s for s in self.states) + sum(r.loop_s for r in self.discarded)
 
+    @property
+    def coarse_s(self) -> float:
+        """Time in the coarse corrections between CG cycles over every relaxation (s)."""
+        return sum(r.coarse_s for r in (*self.relaxed, *self.discarded))
+
 
 def energy_difference_ev(a: RelaxResult, b: RelaxResult) -> float:
     """E(a) - E(b) summed per site with fsum (exact rounding of the per-site differences)."""
