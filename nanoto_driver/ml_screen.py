@@ -4,9 +4,10 @@ The model draws M x n designs per condition; each is scored by the stiffness of 
 first-neighbour central-spring network on its atoms (the ``harmonic`` engine: one sparse
 linear solve per state, milliseconds for 10^3 sites), and the n stiffest valid ones are
 kept. The spring network is not the physics (LAMMPS verifies every kept candidate); it
-only has to rank designs of one condition the way EAM does, which it does because the
-stiffness of a design at fixed atom count is mostly its topology (measured in
-docs/diffusion.md, "Screening").
+only has to rank designs of one condition the way EAM does, as it should if the
+stiffness of a design at fixed atom count is mostly its topology. How well it does is
+measured by bench/screen_rank.py on a verified unscreened sample (docs/diffusion.md,
+"Screening": not measured yet on the training set).
 """
 
 from __future__ import annotations
