@@ -199,7 +199,9 @@ def test_periodic_axis_that_is_resampled_keeps_equivariance_to_coarse_shifts():
 
 # ---------------------------------------------------------------- sampling
 
-# recorded once from this very setup (torch 2.13 CPU, diffusers 0.42); sum, x[0,0,1,1,0], x[1,3,5,2,0]
+# recorded once from this very setup (torch 2.13 CPU, diffusers 0.42); sum, x[0,0,1,1,0], x[1,3,5,2,0].
+# float32 kernels differ between CPUs (the sum of the 64 values moved by 4e-6 relative on an AVX512
+# machine), so the pin allows 1e-4 relative: far below what any change to the sampler does.
 PINNED = {
     "ddim": (39.193401, -0.624936, 0.931715),
     "ddpm": (64.909302, -0.517998, 0.037072),
@@ -216,7 +218,7 @@ def _pinned_run(kind: str, seed: int = 1) -> torch.Tensor:
 def test_sampling_is_pinned_and_reproducible(kind):
     x = _pinned_run(kind)
     summary = (x.sum().item(), x[0, 0, 1, 1, 0].item(), x[1, 3, 5, 2, 0].item())
-    assert summary == pytest.approx(PINNED[kind], abs=1e-4)
+    assert summary == pytest.approx(PINNED[kind], rel=1e-4, abs=1e-4)
     assert x.shape == (2, 4, 8, 4, 1) and x.dtype == torch.float32
     assert x.min() >= -1 and x.max() <= 1
     fv, fm = _cantilever_sites()
