@@ -19,15 +19,11 @@ Only sites of kind DESIGN move; clamp and load sites are held by the state.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
 
-from .shells import neighbor_pairs
 from .structure import DESIGN, Structure
-
-log = logging.getLogger("nanoto")
 
 # relative residual of the AMG-preconditioned CG solve: the network is only a model of EAM anyway
 # (1e4 cantilever: 1e-3, 1e-2 and 1e-1 give 226, 224 and 156-183 force evaluations at coarse_every 15 / 8)
@@ -72,20 +68,11 @@ class SpringPreconditioner:
 
 
 def spring_matrix(structure: Structure, occupancy: np.ndarray) -> Any:
-    """K_s = Bᵀ B, (3 n_sites, 3 n_sites) CSR: the stiffness of 1 eV/Å² central springs on the
-    first-neighbour bonds between occupied sites, with B (n_bonds, 3 n_sites) the bond
-    stretches n·(w_j - w_i) (n the unit bond vector)."""
-    from scipy.sparse import coo_matrix
+    """K_s = Bᵀ B, (3 n_sites, 3 n_sites) CSR: 1 eV/Å² central springs on the first-neighbour
+    bonds between occupied sites (B from ``engine_harmonic.stretch_operator``)."""
+    from .engine_harmonic import stretch_operator
 
-    src, dst, vec = neighbor_pairs(structure.lattice.cells, structure.periodic, 1, with_vectors=True)
-    assert vec is not None
-    keep = (src < dst) & occupancy[src] & occupancy[dst]
-    src, dst, vec = src[keep], dst[keep], vec[keep]
-    unit = vec / np.linalg.norm(vec, axis=1)[:, None]
-    rows = np.repeat(np.arange(src.size), 6)
-    cols = np.concatenate([3 * src[:, None] + np.arange(3), 3 * dst[:, None] + np.arange(3)], axis=1).ravel()
-    b = coo_matrix((np.concatenate([-unit, unit], axis=1).ravel(), (rows, cols)),
-                   shape=(src.size, 3 * structure.n_sites)).tocsr()
+    b = stretch_operator(structure, occupancy)[2]
     return (b.T @ b).tocsr()
 
 
@@ -117,8 +104,3 @@ def probe_scale(direction: np.ndarray, probe_a: float = 1e-3) -> float:
     largest = float(np.abs(direction).max())
     return probe_a / largest if largest > 0 else 0.0
 
-
-def describe(corrections: list[dict[str, Any]]) -> str:
-    """One log line about the corrections of a state."""
-    steps = ", ".join(f"{c['step']:.3g}" for c in corrections)
-    return f"{len(corrections)} coarse corrections (steps {steps})"

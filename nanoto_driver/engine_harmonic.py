@@ -44,27 +44,13 @@ class HarmonicEngine:
     def close(self) -> None:
         pass
 
-    def _bonds(self, structure: Structure,
-               occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray, csr_matrix]:
-        """Bond ends (i, j) and the (n_bonds, 3 n_sites) stretch operator B with s = B w."""
-        src, dst, vec = neighbor_pairs(structure.lattice.cells, structure.periodic, 1, with_vectors=True)
-        assert vec is not None
-        keep = (src < dst) & occupancy[src] & occupancy[dst]
-        i, j, v = src[keep], dst[keep], vec[keep]
-        unit = v / np.linalg.norm(v, axis=1, keepdims=True)
-        rows = np.repeat(np.arange(i.size), 6)
-        cols = np.stack([3 * i, 3 * i + 1, 3 * i + 2, 3 * j, 3 * j + 1, 3 * j + 2], axis=1).reshape(-1)
-        vals = np.concatenate([-unit, unit], axis=1).reshape(-1)
-        b = coo_matrix((vals, (rows, cols)), shape=(i.size, 3 * structure.n_sites)).tocsr()
-        return i, j, b
-
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
               warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
               on_state: Callable[[RelaxResult], None] | None = None) -> list[RelaxResult]:
         """Direct solves, one per state; ``done`` and ``on_state`` are not used."""
         if structure.load_mode != "group":
             raise EngineError("the harmonic test double supports group loading only")
-        i, j, b = self._bonds(structure, occupancy)
+        i, j, b = stretch_operator(structure, occupancy)
         stiff = (self.k * (b.T @ b)).tocsr()
         force0 = -self.t * np.asarray(b.sum(axis=0)).ravel()  # -dE/dw at w = 0
         free_site = occupancy & (structure.kind == DESIGN)
@@ -105,3 +91,19 @@ class HarmonicEngine:
             fmax_ev_per_a=float(np.abs(grad[free]).max()) if free.any() else 0.0,
             n_atoms=int(occupancy.sum()), wall_s=wall_s,
         )
+
+
+def stretch_operator(structure: Structure, occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray, csr_matrix]:
+    """First-neighbour bonds between occupied sites: ends (i, j), each (n_bonds,), and the
+    (n_bonds, 3 n_sites) stretch operator B with s = B w, s_b = n_b·(w_j - w_i), n_b the unit
+    bond vector. Bᵀ B is the stiffness of 1 eV/Å² springs (also the coarse correction's network)."""
+    src, dst, vec = neighbor_pairs(structure.lattice.cells, structure.periodic, 1, with_vectors=True)
+    assert vec is not None
+    keep = (src < dst) & occupancy[src] & occupancy[dst]
+    i, j, v = src[keep], dst[keep], vec[keep]
+    unit = v / np.linalg.norm(v, axis=1, keepdims=True)
+    rows = np.repeat(np.arange(i.size), 6)
+    cols = np.stack([3 * i, 3 * i + 1, 3 * i + 2, 3 * j, 3 * j + 1, 3 * j + 2], axis=1).reshape(-1)
+    vals = np.concatenate([-unit, unit], axis=1).reshape(-1)
+    b = coo_matrix((vals, (rows, cols)), shape=(i.size, 3 * structure.n_sites)).tocsr()
+    return i, j, b

@@ -111,11 +111,12 @@ def sample_to_file(checkpoint_dir: str | Path, conditions: list[dict[str, Any]],
                 projected = [project(x, grids, n_design, structure, config.optimizer.min_neighbors) for x in x0]
                 ok = np.array([p[1] for p in projected])
                 spring_k = np.array([spring_stiffness(structure, p[0]) if p[1] else 0.0 for p in projected])
-                keep = keep_stiffest(spring_k, ok & (spring_k > 0), n)
+                valid = ok & (spring_k > 0)
+                keep = keep_stiffest(spring_k, valid, n)
                 group = f.create_group(f"conditions/{i}")
                 group.attrs.update(condition_json=json.dumps(condition, sort_keys=True),
                                    config_json=json.dumps(config.model_dump(mode="json")), n_design_atoms=n_design,
-                                   n_drawn=n * screen, n_valid_drawn=int((ok & (spring_k > 0)).sum()))
+                                   n_drawn=n * screen, n_valid_drawn=int(valid.sum()))
                 group.create_dataset("occupancy", data=np.stack([projected[j][0] for j in keep]),
                                      compression="gzip")
                 group.create_dataset("x0", data=x0[keep].astype(np.float32), compression="gzip")
