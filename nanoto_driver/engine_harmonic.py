@@ -93,15 +93,22 @@ class HarmonicEngine:
         )
 
 
-def stretch_operator(structure: Structure, occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray, csr_matrix]:
-    """First-neighbour bonds between occupied sites: ends (i, j), each (n_bonds,), and the
-    (n_bonds, 3 n_sites) stretch operator B with s = B w, s_b = n_b·(w_j - w_i), n_b the unit
-    bond vector. Bᵀ B is the stiffness of 1 eV/Å² springs (also the coarse correction's network)."""
-    src, dst, vec = neighbor_pairs(structure.lattice.cells, structure.periodic, 1, with_vectors=True)
+def bonds(structure: Structure, occupancy: np.ndarray, shell: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bonds of one neighbour shell (first by default) between occupied sites: ends (i, j), each
+    (n_bonds,) with i < j, and the (n_bonds, 3) unit vectors from i to j (periodic images told apart)."""
+    src, dst, vec = neighbor_pairs(structure.lattice.cells, structure.periodic, shell, with_vectors=True)
     assert vec is not None
     keep = (src < dst) & occupancy[src] & occupancy[dst]
-    i, j, v = src[keep], dst[keep], vec[keep]
-    unit = v / np.linalg.norm(v, axis=1, keepdims=True)
+    v = vec[keep]
+    return src[keep], dst[keep], v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def stretch_operator(structure: Structure, occupancy: np.ndarray,
+                     shell: int = 1) -> tuple[np.ndarray, np.ndarray, csr_matrix]:
+    """The bonds of ``bonds`` as ends (i, j) and the (n_bonds, 3 n_sites) stretch operator B with
+    s = B w, s_b = n_b·(w_j - w_i), n_b the unit bond vector. Bᵀ B is the stiffness of 1 eV/Å²
+    springs (also the coarse correction's network)."""
+    i, j, unit = bonds(structure, occupancy, shell)
     rows = np.repeat(np.arange(i.size), 6)
     cols = np.stack([3 * i, 3 * i + 1, 3 * i + 2, 3 * j, 3 * j + 1, 3 * j + 2], axis=1).reshape(-1)
     vals = np.concatenate([-unit, unit], axis=1).reshape(-1)

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from nanoto_driver.coarse import SpringPreconditioner, exact_step, rigid_body_modes, spring_matrix
+from nanoto_driver.coarse import SpringPreconditioner, exact_step, floppy_sites, rigid_body_modes, spring_matrix
 from nanoto_driver.config import build_config
+from nanoto_driver.engine_harmonic import bonds
 from nanoto_driver.lammps_text import parse_log, split_at_minimize
 from nanoto_driver.load_cases import build_structure
 from nanoto_driver.structure import DESIGN
@@ -31,12 +32,43 @@ def test_direction_solves_the_spring_network_on_free_atoms():
     occ[np.flatnonzero(s.kind == DESIGN)[::7]] = False
     rng = np.random.default_rng(1)
     f = rng.normal(size=(s.n_sites, 3))
-    d = SpringPreconditioner(s, occ).direction(f)
-    free = np.repeat(occ & (s.kind == DESIGN), 3)
+    pre = SpringPreconditioner(s, occ)
+    d = pre.direction(f)
+    free = np.repeat(pre.free_site, 3)
+    assert free.sum() > 0.8 * 3 * (occ & (s.kind == DESIGN)).sum()
     assert np.all(d.reshape(-1)[~free] == 0)  # clamp, load and empty sites never move
     k = spring_matrix(s, occ)[free][:, free]
     residual = k @ d.reshape(-1)[free] + 1e-6 * d.reshape(-1)[free] - f.reshape(-1)[free]
     assert np.linalg.norm(residual) < 2e-3 * np.linalg.norm(f.reshape(-1)[free])
+
+
+def test_floppy_sites_are_atoms_whose_bonds_lie_in_a_plane():
+    s = _cantilever((6, 4, 2))
+    occ = np.ones(s.n_sites, bool)
+    assert not floppy_sites(s, occ).any()  # every site of a full block has bonds in 3D
+    i, j, unit = bonds(s, occ)
+    coordination = np.bincount(i, minlength=s.n_sites) + np.bincount(j, minlength=s.n_sites)
+    atom = np.flatnonzero((s.kind == DESIGN) & (coordination == 12))[0]  # an interior atom
+    bonded = np.concatenate([j[i == atom], i[j == atom]])
+    rel = np.concatenate([unit[i == atom], -unit[j == atom]])  # unit vectors from the atom
+    assert len(bonded) == 12
+    # keep two of its neighbours (a line through 3 atoms is never rigid) and then 3 in one (111) plane
+    occ[bonded] = False
+    occ[bonded[:2]] = True
+    assert floppy_sites(s, occ)[atom]
+    in_plane = bonded[np.abs(rel @ np.array([1.0, 1.0, 1.0])) < 1e-6][:3]
+    occ[bonded] = False
+    occ[in_plane] = True
+    assert floppy_sites(s, occ)[atom]
+    # a fourth neighbour out of that plane makes it rigid
+    occ[bonded[np.abs(rel @ np.array([1.0, 1.0, 1.0])) > 1e-6][0]] = True
+    assert not floppy_sites(s, occ)[atom]
+    # the preconditioner leaves floppy atoms to CG
+    occ[bonded] = False
+    occ[bonded[:2]] = True
+    pre = SpringPreconditioner(s, occ)
+    assert not pre.free_site[atom]
+    assert np.all(pre.direction(np.ones((s.n_sites, 3)))[atom] == 0)
 
 
 def test_exact_step_is_the_line_minimum_of_a_quadratic():
