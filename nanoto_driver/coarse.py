@@ -69,7 +69,7 @@ class SpringPreconditioner:
         np.random.seed(0)
         try:
             self.solver = pyamg.smoothed_aggregation_solver(
-                k, B=rigid_body_modes(structure.positions_a[self.free_site]), symmetry="symmetric",
+                k, B=translation_modes(int(self.free_site.sum())), symmetry="symmetric",
                 max_coarse=500, coarse_solver="splu")
         finally:
             np.random.set_state(saved)
@@ -107,16 +107,14 @@ def floppy_sites(structure: Structure, occupancy: np.ndarray) -> np.ndarray:
     return occupancy & (np.linalg.eigvalsh(spread)[:, 0] < FLOPPY_EIGENVALUE)
 
 
-def rigid_body_modes(positions_a: np.ndarray) -> np.ndarray:
-    """(3 n, 6) translations and rotations of ``positions_a`` (n, 3): the near-null space that
-    smoothed aggregation needs to coarsen elasticity well."""
-    xyz = positions_a - positions_a.mean(axis=0)
-    modes = np.zeros((3 * len(xyz), 6))
+def translation_modes(n_atoms: int) -> np.ndarray:
+    """(3 n, 3) rigid translations of n atoms: the near-null space given to smoothed aggregation.
+    The rotations are left out: at 661,344 sites they cost 1.6 GB more (4.4 GB against 2.7 GB peak)
+    and twice the set-up time (40 s against 21 s) for 5 instead of 8 CG iterations of a solve
+    that takes the same time (8.3 s against 9.3 s)."""
+    modes = np.zeros((3 * n_atoms, 3))
     for axis in range(3):
         modes[axis::3, axis] = 1.0
-    for m, (a, b) in enumerate(((0, 1), (1, 2), (2, 0))):  # rotation in the (a, b) plane
-        modes[a::3, 3 + m] = -xyz[:, b]
-        modes[b::3, 3 + m] = xyz[:, a]
     return modes
 
 
