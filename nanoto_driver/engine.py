@@ -52,7 +52,7 @@ class RelaxResult:
     wall_s : wall time of this state (s)
     loop_s : of which inside the LAMMPS minimizer (its "Loop time"; NaN for engines without one)
     coarse_s : of which in the coarse corrections between CG cycles (multigrid set-up and solves,
-        the three force evaluations of each correction, moving the atoms; 0 without them)
+        the 2-4 force evaluations of each correction, moving the atoms; 0 without them)
     """
 
     u_a: float

@@ -9,6 +9,7 @@ or are type-4 atoms that no pair includes (``type``); ids are never renumbered.
 from __future__ import annotations
 
 import ctypes
+import logging
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,8 @@ from .lammps_unwrap import unwrap_near
 from .potential import Potential
 from .structure import Structure
 
+log = logging.getLogger(__name__)
+
 
 def settings_from(config: RunConfig) -> ScriptSettings:
     m = config.minimizer
@@ -43,7 +46,12 @@ def settings_from(config: RunConfig) -> ScriptSettings:
 
 
 LIMIT_STOPS = ("max iterations", "max force evaluations")
-CORRECTION_FE = 3  # force evaluations per coarse correction: before it, the probe, after it
+# A coarse correction that would raise the energy is tried again at a quarter of its step (a
+# few atoms moved out of the quadratic range), then undone; after MAX_FAILED_CORRECTIONS undone in
+# a row the state finishes with plain CG. (6.5e5-site cantilever, iteration 1: the second
+# correction of u = 0 was undone and plain CG had not finished it 10 min later.)
+BACKTRACK = 0.25
+MAX_FAILED_CORRECTIONS = 3
 
 
 def is_converged(stop_reason: str, fmax_ev_per_a: float, settings: ScriptSettings) -> bool:
@@ -209,53 +217,61 @@ class LammpsEngine:
     # -- two-level relaxation (coarse.py) -------------------------------------
     def _minimize_in_cycles(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray) -> int:
         """CG in cycles of ``coarse_every`` iterations with a spring-network correction between
-        them, until CG stops on anything but its iteration cap; returns the corrections tried.
+        them, until CG stops on anything but its iteration cap; returns the force evaluations
+        the corrections took.
 
-        A correction that would raise the energy (the network is a poor model while atoms
-        rearrange, e.g. a thin part reconstructing) is undone and the state finishes with plain
-        CG. (Doubling the cycle after a failure instead was tried on iteration 1 of the 10^5-site
-        cantilever: 911 CG iterations at u = 0 against 441.)
+        After MAX_FAILED_CORRECTIONS corrections in a row were undone (the network is a poor
+        model while atoms rearrange) the state finishes with plain CG. (Doubling the cycle
+        after each failure instead was tried with the first-neighbour network on iteration 1 of
+        the 10^5-site cantilever: 911 CG iterations at u = 0 against 441.)
         """
         lmp, s, every = self._lmp, self.settings, self.coarse_every
-        tried = iterations = 0
-        correcting = True
+        evaluations = iterations = failed = 0
         while True:
+            correcting = failed < MAX_FAILED_CORRECTIONS
             cap = min(every, s.maxiter - iterations) if correcting else s.maxiter - iterations
             start = int(lmp.extract_global("ntimestep"))  # a minimization advances it by its iterations
             lmp.command(f"minimize 0.0 {s.ftol_ev_per_a!r} {cap} {s.maxeval}")
             ran = int(lmp.extract_global("ntimestep")) - start
             iterations += ran
             if ran < cap or iterations >= s.maxiter or not correcting:
-                return tried
+                return evaluations
             t0 = time.perf_counter()
-            correcting = self._coarse_correction(structure, occupancy, ids)
+            kept, used = self._coarse_correction(structure, occupancy, ids)
             self._coarse_s += time.perf_counter() - t0
-            tried += 1
+            evaluations += used
+            failed = 0 if kept else failed + 1
+            if not kept:
+                log.debug("coarse correction undone after %d CG iterations (%d in a row)", iterations, failed)
 
-    def _coarse_correction(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray) -> bool:
+    def _coarse_correction(self, structure: Structure, occupancy: np.ndarray,
+                           ids: np.ndarray) -> tuple[bool, int]:
         """Move the atoms by s d, d = K_s^-1 f the spring-network response to the residual forces
-        and s the exact minimizer of the energy along d; keep the move if it lowers the energy.
-        Three force evaluations (``CORRECTION_FE``); returns whether the move was kept."""
+        and s the exact minimizer of the energy along d; keep the move if it lowers the energy,
+        else try s BACKTRACK, else undo it. Returns (kept, force evaluations: 3 or 4, 2 when
+        d = 0)."""
         from .coarse import exact_step, probe_scale
 
         lmp = self._lmp
         lmp.command("run 0 post no")
-        energy = float(lmp.get_thermo("pe"))
+        energy, evaluations = float(lmp.get_thermo("pe")), 1
         x, f = self._gather("x", 3, ids), self._gather("f", 3, ids)
         d = self._bcast(self._direction(structure, occupancy, ids, f) if self.rank == 0 else None)
         eps = probe_scale(d)
         if eps > 0.0:
             self._scatter_x(ids, x + eps * d)
             lmp.command("run 0 post no")
+            evaluations += 1
             probe = self._gather("f", 3, ids)  # collective: every rank takes part
             step = self._bcast(exact_step(f, d, probe, eps) if self.rank == 0 else None)
-            if step > 0.0:
-                self._scatter_x(ids, x + step * d)
+            for trial in (step, BACKTRACK * step) if step > 0.0 else ():
+                self._scatter_x(ids, x + trial * d)
                 lmp.command("run 0 post no")
-                if float(lmp.get_thermo("pe")) < energy:
-                    return True
+                evaluations += 1
+                if float(lmp.get_thermo("pe")) < energy:  # the same total on every rank
+                    return True, evaluations
         self._scatter_x(ids, x)  # undone: the next minimization starts where CG stopped
-        return False
+        return False, evaluations
 
     def _direction(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,
                    forces: np.ndarray) -> np.ndarray:
@@ -291,13 +307,13 @@ class LammpsEngine:
         t0 = time.perf_counter()
         lmp = self._lmp
         script = state_script(structure, self.settings, f"s{n}", u_a, start_displaced=start_displaced)
-        corrections, self._coarse_s = 0, 0.0
+        correction_fe, self._coarse_s = 0, 0.0
         try:
             lmp.command(f"log {self._log}")
             if self.coarse_every and structure.load_mode == "group":
                 before, after = split_at_minimize(script)
                 lmp.commands_string(before)
-                corrections = self._minimize_in_cycles(structure, occupancy, ids)
+                correction_fe = self._minimize_in_cycles(structure, occupancy, ids)
                 lmp.commands_string(after)
             else:
                 lmp.commands_string(script)
@@ -319,7 +335,7 @@ class LammpsEngine:
             reaction_ev_per_a=report.reaction_ev_per_a,
             converged=is_converged(report.stats.stop_reason, report.fmax_ev_per_a, self.settings),
             stop_reason=report.stats.stop_reason, iterations=report.stats.iterations,
-            force_evaluations=report.stats.force_evaluations + CORRECTION_FE * corrections,
+            force_evaluations=report.stats.force_evaluations + correction_fe,
             fnorm_ev_per_a=report.fnorm_ev_per_a, fmax_ev_per_a=report.fmax_ev_per_a, n_atoms=report.natoms,
             wall_s=time.perf_counter() - t0, loop_s=report.stats.loop_s, coarse_s=self._coarse_s,
         )
