@@ -1,5 +1,7 @@
 """The coarse correction (nanoto_driver/coarse.py, minimizer.coarse_every): its pieces, then real LAMMPS."""
 
+import ctypes
+
 import numpy as np
 import pytest
 
@@ -144,3 +146,75 @@ def test_coarse_correction_is_refused_by_the_executable_engine():
     demo = ROOT / "workflows" / "examples" / "optimize_cantilever.yaml"
     proc = run_cli("evaluate", str(demo), "--set", "engine.name=lammps-exe", "--set", "minimizer.coarse_every=15")
     assert proc.returncode == 2 and "coarse_every needs the in-process engine" in proc.stderr
+
+
+class _FakeLammps:
+    """The few calls of the correction cycle on a toy energy E(x) = Σ (½ x² + c x⁴ - g x), forces
+    -dE/dx; ``minimize`` takes one steepest-descent step per iteration, up to its cap, and
+    stops for good after ``stop_after`` steps in all (its tolerance)."""
+
+    def __init__(self, x, quartic, tilt, stop_after):
+        self.x, self.c, self.g = x.astype(float), quartic, tilt
+        self.step, self.stop_after, self.runs = 0, stop_after, 0
+
+    def forces(self):
+        return -(self.x + 4 * self.c * self.x ** 3 - self.g)
+
+    def command(self, text):
+        if text.startswith("minimize"):
+            cap = int(text.split()[3])
+            ran = min(cap, self.stop_after - self.step)
+            for _ in range(ran):
+                self.x += 0.1 * self.forces()
+            self.step += ran
+        else:
+            self.runs += 1  # run 0: one force evaluation
+
+    def extract_global(self, name):
+        return self.step
+
+    def get_thermo(self, name):
+        return float(np.sum(0.5 * self.x ** 2 + self.c * self.x ** 4 - self.g * self.x))
+
+    def gather_subset(self, name, kind, count, n, ids):
+        values = self.x if name == "x" else self.forces()
+        return (ctypes.c_double * values.size)(*values.reshape(-1))
+
+    def scatter_subset(self, name, kind, count, n, ids, buffer):
+        self.x = np.ctypeslib.as_array(buffer).reshape(self.x.shape).copy()
+
+
+def _engine_on(fake, direction, every=4):
+    from nanoto_driver.engine_lammps import LammpsEngine
+    from nanoto_driver.lammps_text import ScriptSettings
+
+    engine = object.__new__(LammpsEngine)
+    engine._lmp, engine.comm, engine.rank, engine.coarse_every, engine._coarse_s = fake, None, 0, every, 0.0
+    engine.settings = ScriptSettings(maxiter=1000)
+    engine._direction = lambda structure, occupancy, ids, f: direction(f)
+    return engine
+
+
+def test_a_correction_that_overshoots_is_retried_at_a_quarter_step():
+    # from x = 0 the curvature is 1, the quadratic model's step lands on x = 1, up the quartic wall
+    # (E = 1.5 per component against 0); a quarter of it, x = 0.25, is downhill (E = -0.21)
+    fake = _FakeLammps(np.zeros((4, 3)), quartic=2.0, tilt=1.0, stop_after=10**6)
+    engine = _engine_on(fake, lambda f: 3.0 * f)
+    e0 = fake.get_thermo("pe")
+    kept, evaluations = engine._coarse_correction(None, None, np.arange(1, 5))
+    assert kept and evaluations == 4  # before, probe, full step (rejected), quarter step
+    assert fake.get_thermo("pe") < e0
+    assert np.allclose(fake.x, 0.25, rtol=1e-3)
+
+
+def test_undone_corrections_end_the_cycle_after_three_in_a_row():
+    from nanoto_driver.engine_lammps import MAX_FAILED_CORRECTIONS
+
+    fake = _FakeLammps(np.full((2, 3), 0.5), quartic=0.0, tilt=0.0, stop_after=40)
+    engine = _engine_on(fake, lambda f: -f)  # uphill: the exact step is 0, never kept
+    x_before = fake.x.copy()
+    evaluations = engine._minimize_in_cycles(None, None, np.arange(1, 3))
+    # cycles of 4 CG steps, MAX_FAILED corrections of 2 evaluations each (before, probe), then plain CG to the end
+    assert evaluations == 2 * MAX_FAILED_CORRECTIONS
+    assert fake.step == 40
+    assert np.all(np.abs(fake.x) < np.abs(x_before))
