@@ -36,7 +36,7 @@ from .lammps_unwrap import unwrap_near
 from .potential import Potential
 from .structure import Structure
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("nanoto")
 
 
 def settings_from(config: RunConfig) -> ScriptSettings:
