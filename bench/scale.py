@@ -54,7 +54,10 @@ SCALE_SETTINGS = ["--set", "minimizer.norm=max", "--set", "minimizer.ftol_ev_per
 # The two-level relaxation (docs/optimizer.md): a spring-network correction every 8 CG
 # iterations; --coarse-every 0 gives plain CG, the baseline.
 COARSE_EVERY = 8
-PHASES = ("lammps_loop_s", "coarse_s", "engine_io_s", "filter_s", "step_s", "cleanup_s", "write_s")
+# lammps_other_s: the rest of the time in calls into LAMMPS (each minimize's set-up, the coarse
+# corrections' force evaluations, gathers, scatters); solve_s: the corrections' multigrid set-up and
+# solves (Python); engine_io_s: the rest of the engine (Python: atom lists, log parsing, broadcasts)
+PHASES = ("lammps_loop_s", "lammps_other_s", "solve_s", "engine_io_s", "filter_s", "step_s", "cleanup_s", "write_s")
 
 
 def run_case(label: str, ranks: int, iterations: int, out: Path, coarse_every: int = COARSE_EVERY) -> int:
@@ -88,10 +91,16 @@ def read_case(folder: Path) -> dict[str, Any] | None:
     warm = slice(1, None) if n > 1 else slice(0, None)
     write_per_it = write_s / max(n - 1, 1)  # the file books each write at the next one
     per_it = it["evaluate_s"] + it["update_s"] + write_per_it
-    coarse = np.nan_to_num(it.get("coarse_s", np.zeros(n)))  # runs made before the column: no corrections
+    def column(name: str, fallback: np.ndarray) -> np.ndarray:  # runs made before the column: fallback
+        values = it.get(name, np.full(n, np.nan))
+        return np.where(np.isnan(values), fallback, values)
+
+    coarse = column("coarse_s", np.zeros(n))
+    solve = column("solve_s", coarse)  # before solve_s: the whole correction counted as outside LAMMPS
+    lammps = column("lammps_s", it["lammps_loop_s"] + coarse - solve)
     phases = {
-        "lammps_loop_s": it["lammps_loop_s"], "coarse_s": coarse,
-        "engine_io_s": it["evaluate_s"] - it["lammps_loop_s"] - coarse,
+        "lammps_loop_s": it["lammps_loop_s"], "lammps_other_s": lammps - it["lammps_loop_s"], "solve_s": solve,
+        "engine_io_s": it["evaluate_s"] - lammps - solve,
         "filter_s": it["filter_s"], "step_s": it["step_s"], "cleanup_s": it["cleanup_s"],
         "write_s": np.full(n, write_per_it),
     }
@@ -101,10 +110,14 @@ def read_case(folder: Path) -> dict[str, Any] | None:
         "s_per_iteration": float(median(per_it[warm])),
         "force_evaluations_per_iteration": float(median(it["force_evaluations"][warm])),
         "us_per_site_iteration": 1e6 * float(median(per_it[warm])) / n_sites,
+        # iteration 0 (the full block relaxed from the lattice) is the one iteration every size has
+        "s_iteration0": float(per_it[0]),
+        "us_per_site_iteration0": 1e6 * float(per_it[0]) / n_sites,
+        "force_evaluations_iteration0": int(it["force_evaluations"][0]),
         "us_per_site_force_evaluation": 1e6 * float(np.sum(it["lammps_loop_s"][warm]))
         / (n_sites * float(np.sum(it["force_evaluations"][warm]))),
         "fractions": {name: float(np.sum(v[warm])) / total for name, v in phases.items()},
-        "outside_lammps_fraction": 1.0 - float(np.sum(it["lammps_loop_s"][warm])) / total,
+        "outside_lammps_fraction": 1.0 - float(np.sum(lammps[warm])) / total,
         "peak_rss_mb_per_rank": summary.get("peak_rss_mb_per_rank"),
         "peak_rss_mb_total": summary.get("peak_rss_mb_total"),
         "k_sym_ev_per_a2": [float(x) for x in it["k_sym_ev_per_a2"]],
@@ -119,8 +132,8 @@ def report(out: Path, json_path: str | None, plot_path: str | None) -> None:
             if case is not None:
                 rows.append({"label": label, "ranks": ranks, **case})
     print(f"{'case':>6} {'R':>2} {'sites':>9} {'it':>3} {'s/it':>9} {'FE/it':>7} {'us/site/it':>10} "
-          f"{'us/site/FE':>10} {'LAMMPS':>7} {'coarse':>7} {'eng.I/O':>7} {'filter':>7} {'step':>7} {'cleanup':>7} "
-          f"{'write':>7} {'RSS/rank MB':>14} {'RSS tot':>8}")
+          f"{'us/site/FE':>10} {'loop':>7} {'LMP oth':>7} {'solve':>7} {'eng.I/O':>7} {'filter':>7} {'step':>7} "
+          f"{'cleanup':>7} {'write':>7} {'outside':>7} {'RSS/rank MB':>14} {'RSS tot':>8}")
     for r in rows:
         fr = r["fractions"]
         rss = r["peak_rss_mb_per_rank"]
@@ -129,16 +142,20 @@ def report(out: Path, json_path: str | None, plot_path: str | None) -> None:
               f"{r['force_evaluations_per_iteration']:>7.0f} {r['us_per_site_iteration']:>10.1f} "
               f"{r['us_per_site_force_evaluation']:>10.3f} "
               + " ".join(f"{100 * fr[p]:>6.2f}%" for p in PHASES)
-              + f" {rss_text:>14} {r['peak_rss_mb_total'] or float('nan'):>8.0f}")
+              + f" {100 * r['outside_lammps_fraction']:>6.2f}% {rss_text:>14}"
+              f" {r['peak_rss_mb_total'] or float('nan'):>8.0f}")
     by = {(r["label"], r["ranks"]): r for r in rows}
     for label in CASES:
         if (label, 1) in by and (label, 2) in by:
             print(f"{label}: 2 ranks vs 1: {by[label, 1]['s_per_iteration'] / by[label, 2]['s_per_iteration']:.2f}x")
     for ranks in (1, 2):
-        per_site = [r["us_per_site_iteration"] for r in rows if r["ranks"] == ranks]
-        if len(per_site) > 1:
-            print(f"{ranks} rank(s): time per iteration per site varies {max(per_site) / min(per_site):.2f}x "
-                  f"({min(per_site):.1f}-{max(per_site):.1f} us) over {len(per_site)} sizes")
+        for key, what in (("us_per_site_iteration", "warm iterations"), ("us_per_site_iteration0", "iteration 0")):
+            sel = [r for r in rows if r["ranks"] == ranks and (key.endswith("0") or r["iterations"] > 1)]
+            per_site = [r[key] for r in sel]
+            if len(per_site) > 1:
+                print(f"{ranks} rank(s), {what}: time per iteration per site varies "
+                      f"{max(per_site) / min(per_site):.2f}x ({min(per_site):.1f}-{max(per_site):.1f} us) "
+                      f"over {', '.join(r['label'] for r in sel)}")
     if json_path:
         Path(json_path).write_text(json.dumps(rows, indent=1))
     if plot_path and rows:

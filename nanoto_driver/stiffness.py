@@ -103,6 +103,16 @@ class StiffnessResult:
         """Time in the coarse corrections between CG cycles over every relaxation (s)."""
         return sum(r.coarse_s for r in (*self.relaxed, *self.discarded))
 
+    @property
+    def solve_s(self) -> float:
+        """Of coarse_s, the time in the multigrid set-up and solves (s)."""
+        return sum(r.solve_s for r in (*self.relaxed, *self.discarded))
+
+    @property
+    def lammps_s(self) -> float:
+        """Time in calls into LAMMPS over every relaxation (s; NaN without a library handle)."""
+        return sum(r.lammps_s for r in (*self.relaxed, *self.discarded))
+
 
 def energy_difference_ev(a: RelaxResult, b: RelaxResult) -> float:
     """E(a) - E(b) summed per site with fsum (exact rounding of the per-site differences)."""

@@ -1,6 +1,7 @@
 """The coarse correction (nanoto_driver/coarse.py, minimizer.coarse_every): its pieces, then real LAMMPS."""
 
 import ctypes
+import time
 
 import numpy as np
 import pytest
@@ -193,6 +194,7 @@ def _engine_on(fake, direction, every=4):
 
     engine = object.__new__(LammpsEngine)
     engine._lmp, engine.comm, engine.rank, engine.coarse_every, engine._coarse_s = fake, None, 0, every, 0.0
+    engine._solve_s = 0.0
     engine.settings = ScriptSettings(maxiter=1000)
     engine._direction = lambda structure, occupancy, ids, f: direction(f)
     return engine
@@ -202,10 +204,11 @@ def test_a_correction_that_overshoots_is_retried_at_a_quarter_step():
     # from x = 0 the curvature is 1, the quadratic model's step lands on x = 1, up the quartic wall
     # (E = 1.5 per component against 0); a quarter of it, x = 0.25, is downhill (E = -0.21)
     fake = _FakeLammps(np.zeros((4, 3)), quartic=2.0, tilt=1.0, stop_after=10**6)
-    engine = _engine_on(fake, lambda f: 3.0 * f)
+    engine = _engine_on(fake, lambda f: (time.sleep(0.05), 3.0 * f)[1])  # a solve that takes 50 ms
     e0 = fake.get_thermo("pe")
     kept, evaluations = engine._coarse_correction(None, None, np.arange(1, 5))
     assert kept and evaluations == 4  # before, probe, full step (rejected), quarter step
+    assert 0.05 <= engine._solve_s < 0.5  # the solve is booked as such (the time outside LAMMPS)
     assert fake.get_thermo("pe") < e0
     assert np.allclose(fake.x, 0.25, rtol=1e-3)
 
