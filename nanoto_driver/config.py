@@ -78,6 +78,10 @@ class MinimizerConfig(_Section):
         "component. max keeps one tolerance meaningful from 10^3 to 10^6 atoms (docs/performance.md)")
     maxiter: int = Field(100000, ge=1)
     maxeval: int = Field(1000000, ge=1)
+    dmax_a: float = Field(
+        0.1, gt=0, le=2.0, description="largest move of any atom in the first trial step of a line search "
+        "(LAMMPS min_modify dmax, Å; its default 0.1). Larger lets atoms that reconstruct a thin part "
+        "travel in fewer iterations (docs/performance.md)")
     accept_fmax_ev_per_a: float = Field(
         1.0e-4, gt=0, description="a minimization that ends on a line-search stop (its numerical floor, "
         "typical for large systems) is accepted if no force component exceeds this (eV/Å)"
@@ -217,7 +221,8 @@ def canonical_json(config: RunConfig) -> str:
 
 
 #: keys added after run files and campaigns existed: left out of ``canonical_json`` at their default
-ADDED_LATER = (("minimizer", "norm", "two"), ("minimizer", "basin_restarts", 2), ("minimizer", "coarse_every", 0))
+ADDED_LATER = (("minimizer", "norm", "two"), ("minimizer", "basin_restarts", 2), ("minimizer", "coarse_every", 0),
+               ("minimizer", "dmax_a", 0.1))
 
 
 def config_hash(config: RunConfig) -> str:

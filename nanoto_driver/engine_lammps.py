@@ -42,7 +42,7 @@ log = logging.getLogger("nanoto")
 def settings_from(config: RunConfig) -> ScriptSettings:
     m = config.minimizer
     return ScriptSettings(m.style, m.ftol_ev_per_a, m.maxiter, m.maxeval, config.engine.accelerator,
-                          m.accept_fmax_ev_per_a, m.norm, config.engine.empty_sites)
+                          m.accept_fmax_ev_per_a, m.norm, config.engine.empty_sites, m.dmax_a)
 
 
 LIMIT_STOPS = ("max iterations", "max force evaluations")

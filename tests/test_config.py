@@ -68,3 +68,7 @@ def test_keys_added_later_keep_the_identity_of_runs_at_their_default():
     assert config_hash(load_config(None, ["minimizer.norm=max"])) != config_hash(default)
     with pytest.raises(ConfigError, match="minimizer.norm"):
         load_config(None, ["minimizer.norm=euclid"])
+    assert '"dmax_a"' not in canonical_json(default)
+    assert config_hash(load_config(None, ["minimizer.dmax_a=0.5"])) != config_hash(default)
+    with pytest.raises(ConfigError, match="minimizer.dmax_a"):
+        load_config(None, ["minimizer.dmax_a=0"])

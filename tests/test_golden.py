@@ -100,3 +100,11 @@ def test_setup_with_the_max_force_norm():
     text = setup_script(s, POT, ScriptSettings(norm="max"))
     assert text.count("min_modify      norm max\n") == 1
     assert text.replace("min_modify      norm max\n", "") == setup_script(s, POT, ScriptSettings())
+
+
+def test_setup_with_a_larger_line_search_step():
+    s = build_structure(DomainConfig(load_case="pillar", cells=(1, 1, 4), clamp_cells=1), A0)
+    text = setup_script(s, POT, ScriptSettings(dmax_a=0.5))
+    assert text.count("min_modify      dmax 0.5\n") == 1
+    assert text.replace("min_modify      dmax 0.5\n", "") == setup_script(s, POT, ScriptSettings())
+    assert "dmax" not in setup_script(s, POT, ScriptSettings(dmax_a=0.1))  # LAMMPS' default: the golden files hold
