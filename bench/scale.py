@@ -97,7 +97,7 @@ def read_case(folder: Path) -> dict[str, Any] | None:
 
     coarse = column("coarse_s", np.zeros(n))
     solve = column("solve_s", coarse)  # before solve_s: the whole correction counted as outside LAMMPS
-    lammps = column("lammps_s", it["lammps_loop_s"] + coarse - solve)
+    lammps = column("lammps_calls_s", it["lammps_loop_s"] + coarse - solve)
     phases = {
         "lammps_loop_s": it["lammps_loop_s"], "lammps_other_s": lammps - it["lammps_loop_s"], "solve_s": solve,
         "engine_io_s": it["evaluate_s"] - lammps - solve,

@@ -55,7 +55,7 @@ class RelaxResult:
         the 2-4 force evaluations of each correction, moving the atoms; 0 without them)
     solve_s : of coarse_s, the multigrid set-up and solves alone (Python on rank 0, the part
         of the corrections outside LAMMPS)
-    lammps_s : of wall_s, the time in calls into LAMMPS (minimizer set-ups and loops, force
+    lammps_calls_s : of wall_s, the time in calls into LAMMPS (minimizer set-ups and loops, force
         evaluations, gathers and scatters; NaN for engines without a library handle)
     """
 
@@ -75,7 +75,7 @@ class RelaxResult:
     loop_s: float = float("nan")
     coarse_s: float = 0.0
     solve_s: float = 0.0
-    lammps_s: float = float("nan")
+    lammps_calls_s: float = float("nan")
 
     def __post_init__(self) -> None:
         n = self.site_energies_ev.shape[0]

@@ -340,5 +340,5 @@ class LammpsEngine:
             force_evaluations=report.stats.force_evaluations + correction_fe,
             fnorm_ev_per_a=report.fnorm_ev_per_a, fmax_ev_per_a=report.fmax_ev_per_a, n_atoms=report.natoms,
             wall_s=time.perf_counter() - t0, loop_s=report.stats.loop_s, coarse_s=self._coarse_s,
-            solve_s=self._solve_s, lammps_s=lmp.seconds - lammps0,
+            solve_s=self._solve_s, lammps_calls_s=lmp.seconds - lammps0,
         )

@@ -48,7 +48,7 @@ SCALARS = {  # column -> (dtype, value from a record)
     "lammps_loop_s": ("f8", lambda r: r.result.loop_s),
     "coarse_s": ("f8", lambda r: r.result.coarse_s),
     "solve_s": ("f8", lambda r: r.result.solve_s),
-    "lammps_s": ("f8", lambda r: r.result.lammps_s),
+    "lammps_calls_s": ("f8", lambda r: r.result.lammps_calls_s),
     "filter_s": ("f8", lambda r: r.filter_s),
     "step_s": ("f8", lambda r: r.step_s),
     "cleanup_s": ("f8", lambda r: r.cleanup_s),

@@ -109,9 +109,9 @@ class StiffnessResult:
         return sum(r.solve_s for r in (*self.relaxed, *self.discarded))
 
     @property
-    def lammps_s(self) -> float:
+    def lammps_calls_s(self) -> float:
         """Time in calls into LAMMPS over every relaxation (s; NaN without a library handle)."""
-        return sum(r.lammps_s for r in (*self.relaxed, *self.discarded))
+        return sum(r.lammps_calls_s for r in (*self.relaxed, *self.discarded))
 
 
 def energy_difference_ev(a: RelaxResult, b: RelaxResult) -> float:
