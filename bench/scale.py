@@ -169,18 +169,24 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for ranks, marker in ((1, "o"), (2, "s")):
+    for ranks, color in ((1, "C0"), (2, "C1")):
         sel = [r for r in rows if r["ranks"] == ranks]
-        if not sel:
-            continue
-        x = [r["sites"] for r in sel]
-        ax1.loglog(x, [r["s_per_iteration"] for r in sel], marker + "-", label=f"{ranks} rank(s)")
-        ax2.semilogx(x, [r["force_evaluations_per_iteration"] for r in sel], marker + "-", label=f"{ranks} rank(s)")
+        warm = [r for r in sel if r["iterations"] > 1]
+        for series, key, fe_key, marker, style in (
+                (sel, "s_iteration0", "force_evaluations_iteration0", "o", "-"),
+                (warm, "s_per_iteration", "force_evaluations_per_iteration", "s", "--")):
+            if not series:
+                continue
+            label = f"{ranks} rank(s), " + ("iteration 0" if marker == "o" else "warm iterations (median)")
+            x = [r["sites"] for r in series]
+            ax1.loglog(x, [r[key] for r in series], marker + style, color=color, label=label)
+            ax2.semilogx(x, [r[fe_key] for r in series], marker + style, color=color, label=label)
     xs = np.array(sorted({r["sites"] for r in rows}), dtype=float)
     first = min(rows, key=lambda r: r["sites"])
-    ax1.loglog(xs, first["s_per_iteration"] * xs / first["sites"], "k:", label="∝ sites")
+    ax1.loglog(xs, first["s_iteration0"] * xs / first["sites"], "k:", label="∝ sites")
     ax1.set(xlabel="lattice sites", ylabel="wall time per iteration (s)", title="time per iteration")
     ax2.set(xlabel="lattice sites", ylabel="force evaluations per iteration", title="force evaluations")
+    ax2.set_ylim(bottom=0)
     for ax in (ax1, ax2):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
