@@ -51,8 +51,9 @@ SECOND_SHELL_WEIGHT = 0.1
 FLOPPY_EIGENVALUE = 0.05
 # the hierarchy is built and applied in single precision: the network is a model of EAM good to
 # tens of per cent and the solve stops after 3 iterations, so float64 buys little for twice the
-# memory traffic (bench/spring_solve.py on the 10^5-site iteration-1 design, 3 iterations: 0.60 s
-# against 1.48 s per solve, 96.9 % against 98.4 % of the exact solve's energy gain on the network)
+# memory (bench/spring_solve.py on the 10^5-site iteration-1 design, 3 iterations, quiet machine:
+# 0.41 s against 0.54 s per direction, 96.9 % against 98.4 % of the exact solve's energy gain on
+# the network; 2.5x faster on a node busy with another run; 6.5e5 sites: peak 4.2 GB against 4.6)
 SOLVE_DTYPE = np.float32
 
 
@@ -61,9 +62,10 @@ class SpringPreconditioner:
 
     structure, occupancy : the design ((n_sites,) bool); the hierarchy is built once and
     reused by every state (and basin restart) of the design.
+    dtype : precision of the hierarchy and the solves (bench/spring_solve.py compares both).
     """
 
-    def __init__(self, structure: Structure, occupancy: np.ndarray) -> None:
+    def __init__(self, structure: Structure, occupancy: np.ndarray, dtype: Any = SOLVE_DTYPE) -> None:
         import pyamg
         from scipy.sparse import diags
 
@@ -71,24 +73,24 @@ class SpringPreconditioner:
         self.free = np.flatnonzero(np.repeat(self.free_site, 3))
         k = spring_matrix(structure, occupancy)[self.free][:, self.free]
         # a whisper of on-site stiffness keeps atoms that hang by one bond from making K_s singular
-        k = (k + diags(np.full(self.free.size, 1e-6))).tocsr().astype(SOLVE_DTYPE)
+        k = (k + diags(np.full(self.free.size, 1e-6))).tocsr().astype(dtype)
         # pyamg estimates spectral radii from np.random vectors: seeded here, so that a state
         # relaxed again (a resumed run, another rank count) takes bit-identical corrections
         saved = np.random.get_state()
         np.random.seed(0)
         try:
             self.solver = pyamg.smoothed_aggregation_solver(
-                k, B=translation_modes(int(self.free_site.sum())).astype(SOLVE_DTYPE), symmetry="symmetric",
+                k, B=translation_modes(int(self.free_site.sum())).astype(dtype), symmetry="symmetric",
                 max_coarse=500, coarse_solver="splu")
         finally:
             np.random.set_state(saved)
-        self.n_sites = structure.n_sites
+        self.n_sites, self.dtype = structure.n_sites, dtype
 
     def direction(self, forces_ev_per_a: np.ndarray, iterations: int = SOLVE_ITERATIONS) -> np.ndarray:
         """d ≈ K_s^-1 f: (n_sites, 3) forces in, (n_sites, 3) displacement direction out (Å per
         eV/Å of force on 1 eV/Å² springs), zero at clamp, load, empty and floppy sites; at most
         ``iterations`` preconditioned CG iterations."""
-        g = np.asarray(forces_ev_per_a, dtype=SOLVE_DTYPE).reshape(-1)[self.free]
+        g = np.asarray(forces_ev_per_a, dtype=self.dtype).reshape(-1)[self.free]
         out = np.zeros(3 * self.n_sites)
         out[self.free] = self.solver.solve(g, tol=SOLVE_TOLERANCE, accel="cg", maxiter=iterations)
         return out.reshape(-1, 3)

@@ -42,6 +42,11 @@ def _fmt(x: float) -> str:
     return repr(float(x))
 
 
+#: LAMMPS' own min_modify dmax (Å): rendered only when another value is asked for, so that the
+#: inputs of every run made before minimizer.dmax_a existed stay as they were
+LAMMPS_DMAX_A = 0.1
+
+
 @dataclass(frozen=True)
 class ScriptSettings:
     """Engine-independent knobs of the rendered input."""
@@ -54,7 +59,7 @@ class ScriptSettings:
     accept_fmax_ev_per_a: float = 1.0e-4
     norm: str = "two"  # min_modify norm: the force norm ftol bounds
     empty_sites: str = "delete"  # "delete": no atom at an empty site; "type": a type-4 atom that interacts with nothing
-    dmax_a: float = 0.1  # min_modify dmax: largest move of an atom in a line search's first trial step
+    dmax_a: float = LAMMPS_DMAX_A  # min_modify dmax: largest move of an atom in a line search's first trial step
 
 
 def setup_script(structure: Structure, potential: Potential, settings: ScriptSettings,
@@ -79,7 +84,7 @@ def setup_script(structure: Structure, potential: Potential, settings: ScriptSet
         area_expr=f"l{others[0]}*l{others[1]}",
         min_style=settings.min_style,
         norm=settings.norm,
-        dmax=_fmt(settings.dmax_a) if settings.dmax_a != 0.1 else None,
+        dmax=_fmt(settings.dmax_a) if settings.dmax_a != LAMMPS_DMAX_A else None,
         empty_sites=settings.empty_sites,
     )
 

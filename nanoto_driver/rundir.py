@@ -182,8 +182,8 @@ def _finish(problem: Problem, out: Path, wall_s: float, rss_mb: list[float]) -> 
         write_s = float(f.attrs.get("write_s", 0.0))
     occ = final["occupancy"].astype(bool)
     name = problem.config.name
-    lammps_s, update_s = float(np.sum(it["evaluate_s"])), float(np.sum(it["update_s"]))
-    wall = lammps_s + update_s + write_s
+    engine_s, update_s = float(np.sum(it["evaluate_s"])), float(np.sum(it["update_s"]))
+    wall = engine_s + update_s + write_s
     # outside LAMMPS: everything but the calls into it (the engine's Python side, the coarse
     # corrections' solves, filter, update, writes); rows older than that column, and engines
     # without a library handle: the whole engine counts as LAMMPS
@@ -203,7 +203,7 @@ def _finish(problem: Problem, out: Path, wall_s: float, rss_mb: list[float]) -> 
         "iterations": int(it["k"].size), "shared_iterations": seeded_iterations(run_path),
         "converged": status == "converged", "status": status,
         "wall_s": wall, "session_wall_s": wall_s,
-        "lammps_s": lammps_s, "update_s": update_s, "write_s": write_s,
+        "lammps_s": engine_s, "update_s": update_s, "write_s": write_s,  # lammps_s: the engine, by its old name
         "outside_lammps_fraction": (wall - inside) / max(wall, 1e-12),
         # the phases measured one by one (s; NaN sums for iterations older than the column)
         **{name: float(np.sum(it[name])) for name in PHASES if name in it},

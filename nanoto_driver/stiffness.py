@@ -98,20 +98,24 @@ class StiffnessResult:
         without LAMMPS)."""
         return sum(s.loop_s for s in self.states) + sum(r.loop_s for r in self.discarded)
 
+    def _summed(self, field: str) -> float:
+        """A RelaxResult timing summed over every relaxation, discarded batches included (s)."""
+        return sum(getattr(r, field) for r in (*self.relaxed, *self.discarded))
+
     @property
     def coarse_s(self) -> float:
         """Time in the coarse corrections between CG cycles over every relaxation (s)."""
-        return sum(r.coarse_s for r in (*self.relaxed, *self.discarded))
+        return self._summed("coarse_s")
 
     @property
     def solve_s(self) -> float:
         """Of coarse_s, the time in the multigrid set-up and solves (s)."""
-        return sum(r.solve_s for r in (*self.relaxed, *self.discarded))
+        return self._summed("solve_s")
 
     @property
     def lammps_calls_s(self) -> float:
         """Time in calls into LAMMPS over every relaxation (s; NaN without a library handle)."""
-        return sum(r.lammps_calls_s for r in (*self.relaxed, *self.discarded))
+        return self._summed("lammps_calls_s")
 
 
 def energy_difference_ev(a: RelaxResult, b: RelaxResult) -> float:
