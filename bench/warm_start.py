@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,6 +62,26 @@ def measure(problem: Any, occ_prev: np.ndarray, occ: np.ndarray) -> dict[str, St
     }
 
 
+def run_config(run: str, sets: Sequence[str]) -> Any:
+    """The config of a run file with ``--set KEY=VALUE`` overrides applied."""
+    config = runfile.read_config(run)
+    if not sets:
+        return config
+    tree = config.model_dump(mode="json")
+    for pair in sets:
+        key, value = pair.split("=", 1)
+        set_dotted(tree, key, yaml.safe_load(value))
+    return build_config(tree)
+
+
+def design_pairs(occupancy: np.ndarray, iterations: Sequence[int]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(k, design k-1, design k) for each requested k of a run's (n_iterations, n_sites) occupancy."""
+    for k in iterations:
+        if not 1 <= k < len(occupancy):
+            raise SystemExit(f"iteration {k} is not in 1..{len(occupancy) - 1}")
+        yield k, occupancy[k - 1], occupancy[k]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run", help="a run file (run.h5) with at least two iterations")
@@ -70,13 +90,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of the run's config (e.g. minimizer.norm=max)")
     args = ap.parse_args()
-    config = runfile.read_config(args.run)
-    if args.set:
-        tree = config.model_dump(mode="json")
-        for pair in args.set:
-            key, value = pair.split("=", 1)
-            set_dotted(tree, key, yaml.safe_load(value))
-        config = build_config(tree)
+    config = run_config(args.run, args.set)
     occupancy = runfile.read_iterations(args.run)["occupancy"].astype(bool)
     problem = open_problem(config)
     print(f"{args.run}: {config.name}, {problem.structure.n_sites} sites, engine {config.engine.name}")
@@ -84,10 +98,8 @@ def main() -> None:
           f" {'K_sym warm':>11} {'max rel dK':>10}")
     rows = []
     try:
-        for k in args.iterations:
-            if not 1 <= k < len(occupancy):
-                raise SystemExit(f"iteration {k} is not in 1..{len(occupancy) - 1}")
-            r = measure(problem, occupancy[k - 1], occupancy[k])
+        for k, previous, design in design_pairs(occupancy, args.iterations):
+            r = measure(problem, previous, design)
             fe = {name: res.force_evaluations for name, res in r.items()}  # discarded batches included
             ks = {name: res.k_sym_ev_per_a2 for name, res in r.items()}
             spread = max(abs(v - ks["warm"]) for v in ks.values()) / ks["warm"]

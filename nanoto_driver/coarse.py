@@ -8,11 +8,18 @@ first-neighbour central-spring network of the same atoms (``engine_harmonic``) h
 same long-wavelength mechanics up to its elastic constants. So every
 ``minimizer.coarse_every`` CG iterations the residual forces f of the free atoms are
 mapped to a displacement d = K_s^-1 f through the network's stiffness K_s (an algebraic
-multigrid solve, pyamg: linear in the atoms), and the atoms move by s d with s the exact
-minimizer of the energy along d, s = f·d / (d·H d), where H d comes from one extra force
-evaluation (H d ≈ -(f(x + ε d) - f(x)) / ε). The step never raises the energy to second
-order and absorbs the network's overall stiffness scale; LAMMPS then smooths what the
-network gets wrong. Everything stays LAMMPS' energy: the network only chooses directions.
+multigrid solve, pyamg: linear in the atoms). H d comes from one extra force evaluation
+(H d ≈ -(f(x + ε d) - f(x)) / ε), and s = f·d / (d·H d) is the exact minimizer of the
+energy along d. Where the network is wrong (surface atoms, atoms about to change neighbours)
+d carries a stiff short-wave error that inflates d·H d and damps s, so the long wave
+advances by a fraction of what d offers. The forces the line step would leave,
+g = f - s H d, are large exactly there; one more force evaluation gives H g, and the atoms
+move by the minimizer of the quadratic model over span{d, g} (a two-vector Rayleigh-Ritz
+step, ``subspace_step``). The step never raises the energy to second order and absorbs the
+network's overall stiffness scale; LAMMPS then smooths what is left. Everything stays
+LAMMPS' energy: the network only chooses directions. (u = 0 of iteration 1 of the 10^5-site
+cantilever, warm: 230 force evaluations instead of 535, each correction gaining 2-3x what
+the line step would; the quadratic model predicted the gains to within 1 %.)
 
 Only sites of kind DESIGN move; clamp and load sites are held by the state.
 
@@ -29,6 +36,7 @@ median 16, energy change -1.51 eV predicted -1.47 eV.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -130,13 +138,24 @@ def translation_modes(n_atoms: int) -> np.ndarray:
     return modes
 
 
-def exact_step(forces: np.ndarray, direction: np.ndarray, forces_probe: np.ndarray, eps_a: float) -> float:
-    """s minimizing the energy along ``direction`` to second order: f·d / (d·H d), with
-    H d ≈ -(f(x + ε d) - f(x)) / ε from ``forces_probe`` = f(x + ε d). 0 if the curvature
-    along d is not positive (a saddle direction: skip the correction). Arrays (n, 3), ε in
-    units of d."""
-    curvature = -float(np.sum(direction * (forces_probe - forces))) / eps_a
-    return float(np.sum(forces * direction)) / curvature if curvature > 0 else 0.0
+def subspace_step(forces: np.ndarray, directions: Sequence[np.ndarray],
+                  products: Sequence[np.ndarray]) -> np.ndarray | None:
+    """(k,) coefficients c minimizing the quadratic model of the energy over x + Σ c_i v_i:
+    solves (Vᵀ H V) c = Vᵀ f, with the k directions v_i and their products H v_i given as (n, 3)
+    arrays; None if Vᵀ H V is not positive definite (a saddle direction in the span). For one
+    direction this is the exact line step f·v / (v·H v), which can be negative (uphill)."""
+    v = np.stack([np.ravel(x) for x in directions])
+    hv = np.stack([np.ravel(x) for x in products])
+    gram = v @ hv.T
+    gram = 0.5 * (gram + gram.T)  # H is symmetric; the finite-difference products nearly so
+    if np.linalg.eigvalsh(gram)[0] <= 0.0:
+        return None
+    return np.linalg.solve(gram, v @ np.ravel(forces))
+
+
+def hessian_product(forces: np.ndarray, forces_probe: np.ndarray, eps_a: float) -> np.ndarray:
+    """H v ≈ -(f(x + ε v) - f(x)) / ε, (n, 3), from the forces at x and at the probe x + ε v."""
+    return -(forces_probe - forces) / eps_a
 
 
 def probe_scale(direction: np.ndarray, probe_a: float = 1e-3) -> float:

@@ -52,6 +52,12 @@ LIMIT_STOPS = ("max iterations", "max force evaluations")
 # correction of u = 0 was undone and plain CG had not finished it 10 min later.)
 BACKTRACK = 0.25
 MAX_FAILED_CORRECTIONS = 3
+# directions of a correction: d, then the forces each step would leave (g = f - s H d after the
+# line step, coarse.py); 1 is the line step along d alone (bench/correction.py compares them)
+CORRECTION_VECTORS = 2
+# a direction this small against the largest force is round-off (a line step that was already
+# exact leaves g = 0): no probe along it
+RESIDUAL_FLOOR = 1e-9
 
 
 def is_converged(stop_reason: str, fmax_ev_per_a: float, settings: ScriptSettings) -> bool:
@@ -246,11 +252,12 @@ class LammpsEngine:
 
     def _coarse_correction(self, structure: Structure, occupancy: np.ndarray,
                            ids: np.ndarray) -> tuple[bool, int]:
-        """Move the atoms by s d, d = K_s^-1 f the spring-network response to the residual forces
-        and s the exact minimizer of the energy along d; keep the move if it lowers the energy,
-        else try s BACKTRACK, else undo it. Returns (kept, force evaluations: 3 or 4, 2 when
-        d = 0)."""
-        from .coarse import exact_step, probe_scale
+        """Move the atoms by the minimizer of the energy's quadratic model over span{d, g}:
+        d = K_s^-1 f the spring-network response to the residual forces, g = f - s H d the
+        forces the exact line step s along d would leave (coarse.py). Keep the move if it
+        lowers the energy, else try it at BACKTRACK, else undo it. Returns (kept, force
+        evaluations: 4 or 5; 3 when g vanishes, 2 when d = 0 or the line step is uphill)."""
+        from .coarse import subspace_step
 
         lmp = self._lmp
         lmp.command("run 0 post no")
@@ -259,21 +266,36 @@ class LammpsEngine:
         t0 = time.perf_counter()
         d = self._bcast(self._direction(structure, occupancy, ids, f) if self.rank == 0 else None)
         self._solve_s += time.perf_counter() - t0
-        eps = probe_scale(d)
-        if eps > 0.0:
-            self._scatter_x(ids, x + eps * d)
+        move, basis, products = None, [d], []
+        while np.abs(basis[-1]).max() > RESIDUAL_FLOOR * np.abs(f).max():
+            products.append(self._hessian_times(ids, x, f, basis[-1]))
+            evaluations += 1
+            c = self._bcast(subspace_step(f, basis, products) if self.rank == 0 else None)
+            if c is None or c[0] <= 0.0:  # a saddle in the span, or d uphill: keep the last move
+                break
+            move = sum(ci * v for ci, v in zip(c, basis, strict=True))
+            if len(basis) == CORRECTION_VECTORS:
+                break
+            # the forces this move would leave (g = f - s H d after the line step): large where d is wrong
+            basis.append(f - sum(ci * hv for ci, hv in zip(c, products, strict=True)))
+        for trial in (move, BACKTRACK * move) if move is not None else ():
+            self._scatter_x(ids, x + trial)
             lmp.command("run 0 post no")
             evaluations += 1
-            probe = self._gather("f", 3, ids)  # collective: every rank takes part
-            step = self._bcast(exact_step(f, d, probe, eps) if self.rank == 0 else None)
-            for trial in (step, BACKTRACK * step) if step > 0.0 else ():
-                self._scatter_x(ids, x + trial * d)
-                lmp.command("run 0 post no")
-                evaluations += 1
-                if float(lmp.get_thermo("pe")) < energy:  # the same total on every rank
-                    return True, evaluations
+            if float(lmp.get_thermo("pe")) < energy:  # the same total on every rank
+                return True, evaluations
         self._scatter_x(ids, x)  # undone: the next minimization starts where CG stopped
         return False, evaluations
+
+    def _hessian_times(self, ids: np.ndarray, x: np.ndarray, f: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """(len(ids), 3) H v by a finite difference of the forces: one force evaluation at
+        x + ε v, ε from coarse.probe_scale (collective: every rank takes part)."""
+        from .coarse import hessian_product, probe_scale
+
+        eps = probe_scale(v)
+        self._scatter_x(ids, x + eps * v)
+        self._lmp.command("run 0 post no")
+        return hessian_product(f, self._gather("f", 3, ids), eps)
 
     def _direction(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,
                    forces: np.ndarray) -> np.ndarray:

@@ -6,7 +6,14 @@ import time
 import numpy as np
 import pytest
 
-from nanoto_driver.coarse import SpringPreconditioner, exact_step, floppy_sites, spring_matrix, translation_modes
+from nanoto_driver.coarse import (
+    SpringPreconditioner,
+    floppy_sites,
+    hessian_product,
+    spring_matrix,
+    subspace_step,
+    translation_modes,
+)
 from nanoto_driver.config import build_config
 from nanoto_driver.engine_harmonic import bonds
 from nanoto_driver.lammps_text import parse_log, split_at_minimize
@@ -87,16 +94,40 @@ def test_floppy_sites_are_atoms_whose_bonds_lie_in_a_plane():
     assert np.all(pre.direction(np.ones((s.n_sites, 3)))[atom] == 0)
 
 
-def test_exact_step_is_the_line_minimum_of_a_quadratic():
-    rng = np.random.default_rng(2)
-    q = rng.normal(size=(12, 12))
-    a = q @ q.T + 12 * np.eye(12)  # E(x) = ½ xᵀ A x - bᵀ x, f = b - A x
-    b, x, d = rng.normal(size=12), rng.normal(size=12), rng.normal(size=12)
-    f = b - a @ x
-    eps = 1e-3
-    s = exact_step(f.reshape(-1, 3), d.reshape(-1, 3), (b - a @ (x + eps * d)).reshape(-1, 3), eps)
+def _quadratic(seed=2, n=12):
+    """E(x) = ½ xᵀ A x - bᵀ x with A positive definite; forces f = b - A x."""
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(n, n))
+    return q @ q.T + n * np.eye(n), rng.normal(size=n), rng
+
+
+def test_the_subspace_step_on_one_direction_is_the_line_minimum():
+    a, b, rng = _quadratic()
+    x, d = rng.normal(size=12), rng.normal(size=12)
+    f, eps = b - a @ x, 1e-3
+    hd = hessian_product(f.reshape(-1, 3), (b - a @ (x + eps * d)).reshape(-1, 3), eps)
+    (s,) = subspace_step(f.reshape(-1, 3), [d.reshape(-1, 3)], [hd])
     assert s == pytest.approx((f @ d) / (d @ a @ d), rel=1e-10)
-    assert exact_step(f.reshape(-1, 3), d.reshape(-1, 3), (f + eps * (a @ d)).reshape(-1, 3), eps) == 0.0
+    # negative curvature along d: no step
+    assert subspace_step(f.reshape(-1, 3), [d.reshape(-1, 3)], [-hd]) is None
+
+
+def test_the_subspace_step_is_the_minimum_over_the_plane_and_beats_the_line():
+    a, b, rng = _quadratic(seed=5)
+    x, d = rng.normal(size=12), rng.normal(size=12)
+    f = b - a @ x
+    s = (f @ d) / (d @ a @ d)
+    g = f - s * (a @ d)
+    c = subspace_step(f.reshape(-1, 3), [d.reshape(-1, 3), g.reshape(-1, 3)],
+                      [(a @ d).reshape(-1, 3), (a @ g).reshape(-1, 3)])
+
+    def energy(y):
+        return 0.5 * y @ a @ y - b @ y
+
+    plane = np.column_stack([d, g])  # the minimum over the plane, by least squares on the normal equations
+    best = np.linalg.solve(plane.T @ a @ plane, plane.T @ f)
+    assert c == pytest.approx(best, rel=1e-8)
+    assert energy(x + plane @ c) < energy(x + s * d) - 1e-6
 
 
 def test_a_state_relaxed_in_cycles_reports_the_sum_of_its_minimizations():
@@ -211,6 +242,19 @@ def test_a_correction_that_overshoots_is_retried_at_a_quarter_step():
     assert 0.05 <= engine._solve_s < 0.5  # the solve is booked as such (the time outside LAMMPS)
     assert fake.get_thermo("pe") < e0
     assert np.allclose(fake.x, 0.25, rtol=1e-3)
+
+
+def test_a_correction_reaches_the_minimum_when_the_network_errs_on_half_the_atoms():
+    # E = Σ ½ x² - x (minimum at x = 1); the "network" answers d = f on half the atoms and 5 f on
+    # the other half, so the line step along d stops short; span{d, g} holds the exact answer
+    fake = _FakeLammps(np.zeros((4, 3)), quartic=0.0, tilt=1.0, stop_after=10**6)
+    weight = np.repeat([1.0, 5.0], 6).reshape(4, 3)
+    engine = _engine_on(fake, lambda f: weight * f)
+    kept, evaluations = engine._coarse_correction(None, None, np.arange(1, 5))
+    assert kept and evaluations == 4  # before, probe along d, probe along g, the step
+    assert np.allclose(fake.x, 1.0, atol=1e-5)
+    line = (weight.sum()) / (weight ** 2).sum()  # s = f·d / d·d with f = 1, H = 1
+    assert not np.allclose(line * weight, 1.0, atol=0.1)  # what the line step alone would have reached
 
 
 def test_undone_corrections_end_the_cycle_after_three_in_a_row():
