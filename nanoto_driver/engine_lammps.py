@@ -256,7 +256,8 @@ class LammpsEngine:
         d = K_s^-1 f the spring-network response to the residual forces, g = f - s H d the
         forces the exact line step s along d would leave (coarse.py). Keep the move if it
         lowers the energy, else try it at BACKTRACK, else undo it. Returns (kept, force
-        evaluations: 4 or 5; 3 when g vanishes, 2 when d = 0 or the line step is uphill)."""
+        evaluations: 4, or 5 with the backtrack; 3 when g vanishes, 2 when the line step along d is
+        uphill, 1 when d = 0)."""
         from .coarse import subspace_step
 
         lmp = self._lmp
