@@ -3,10 +3,11 @@
 For designs k of a finished run, design k-1 is relaxed first (0, +δ, -δ, default step) to
 give the warm start a run would use; then design k is relaxed warm from it twice, with
 the correction's step over one vector (d = K_s^-1 f, the exact line step) and over two
-(d and g = f - s H d, the default; ``engine_lammps.CORRECTION_VECTORS``). Both start from
-the same positions. Prints force evaluations per state, wall time, time in the multigrid
-solves, and K_sym of each with their relative difference. Force evaluations are counts
-(one run suffices); the wall time depends on the load of the machine.
+(d and g = f - s H d, the default ``engine_lammps.CORRECTION_VECTORS``), set through the
+engine's ``correction_vectors``. Both start from the same positions. Prints force
+evaluations per state, wall time, time in the multigrid solves, and K_sym of each with
+their relative difference. Force evaluations are counts (one run suffices); the wall
+time depends on the load of the machine.
 
     python bench/correction.py runs/scale_c3/1e5_1r/run.h5 --iterations 1 2 \
         --set minimizer.coarse_every=8 --set minimizer.accept_fmax_ev_per_a=1e-3
@@ -41,16 +42,13 @@ def measure(problem: Any, occ_prev: Any, occ: Any) -> dict[str, dict[str, Any]]:
     warm = WarmStart(prev.relaxed[0].positions_a, prev.response_a)
     rows = {}
     for name, vectors in VARIANTS.items():
-        engine_lammps.CORRECTION_VECTORS = vectors
-        try:
-            t0 = time.perf_counter()
-            r = relax(problem, occ, warm)
-            rows[name] = {"force_evaluations": [st.force_evaluations for st in r.states],
-                          "total": r.force_evaluations, "wall_s": time.perf_counter() - t0,
-                          "solve_s": r.solve_s, "k_sym": r.k_sym_ev_per_a2,
-                          "basin_restarts": r.basin_restarts}
-        finally:
-            engine_lammps.CORRECTION_VECTORS = VARIANTS["two-vector"]
+        problem.engine.correction_vectors = vectors
+        t0 = time.perf_counter()
+        r = relax(problem, occ, warm)
+        rows[name] = {"force_evaluations": [st.force_evaluations for st in r.states],
+                      "total": r.force_evaluations, "wall_s": time.perf_counter() - t0,
+                      "solve_s": r.solve_s, "k_sym": r.k_sym_ev_per_a2, "basin_restarts": r.basin_restarts}
+    problem.engine.correction_vectors = engine_lammps.CORRECTION_VECTORS
     return rows
 
 

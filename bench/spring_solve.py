@@ -65,5 +65,6 @@ def main() -> None:
             gain = (g @ d) ** 2 / (d @ (k @ d)) / best
             print(f"{np.dtype(dtype).name:>9} {setup:>9.2f} {its:>10} {median(times):>8.3f} {gain:>10.4f}")
 
+
 if __name__ == "__main__":
     main()

@@ -25,10 +25,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-import yaml
 
 from nanoto_driver import runfile
-from nanoto_driver.config import build_config, set_dotted
+from nanoto_driver.config import build_config, merge_trees, parse_overrides
 from nanoto_driver.engine import RelaxResult, WarmStart
 from nanoto_driver.evaluate import open_problem
 from nanoto_driver.stiffness import StiffnessResult, symmetric_curvature
@@ -63,15 +62,11 @@ def measure(problem: Any, occ_prev: np.ndarray, occ: np.ndarray) -> dict[str, St
 
 
 def run_config(run: str, sets: Sequence[str]) -> Any:
-    """The config of a run file with ``--set KEY=VALUE`` overrides applied."""
+    """The config of a run file with ``--set KEY=VALUE`` overrides applied (parsed as the CLI parses them)."""
     config = runfile.read_config(run)
     if not sets:
         return config
-    tree = config.model_dump(mode="json")
-    for pair in sets:
-        key, value = pair.split("=", 1)
-        set_dotted(tree, key, yaml.safe_load(value))
-    return build_config(tree)
+    return build_config(merge_trees(config.model_dump(mode="json"), parse_overrides(list(sets))))
 
 
 def design_pairs(occupancy: np.ndarray, iterations: Sequence[int]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:

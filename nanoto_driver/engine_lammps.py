@@ -52,8 +52,9 @@ LIMIT_STOPS = ("max iterations", "max force evaluations")
 # correction of u = 0 was undone and plain CG had not finished it 10 min later.)
 BACKTRACK = 0.25
 MAX_FAILED_CORRECTIONS = 3
-# directions of a correction: d, then the forces each step would leave (g = f - s H d after the
-# line step, coarse.py); 1 is the line step along d alone (bench/correction.py compares them)
+# directions of a correction (the engine's correction_vectors): d, then the forces each step would
+# leave (g = f - s H d after the line step, coarse.py); 1 is the line step along d alone
+# (bench/correction.py compares them)
 CORRECTION_VECTORS = 2
 # a direction this small against the largest force is round-off (a line step that was already
 # exact leaves g = 0): no probe along it
@@ -107,6 +108,7 @@ class LammpsEngine:
         self._structure: Structure | None = None
         self._rank_of_site: np.ndarray | None = None
         self.coarse_every = config.minimizer.coarse_every
+        self.correction_vectors = CORRECTION_VECTORS
         self._coarse_s = self._solve_s = 0.0  # time in the corrections of the state being relaxed, in their solves (s)
         self._preconditioner: tuple[Any, Any] = (None, None)  # (design key, SpringPreconditioner) on rank 0
         self._tmp = tempfile.TemporaryDirectory(prefix="nanoto-lammps-") if self.rank == 0 else None
@@ -268,14 +270,15 @@ class LammpsEngine:
         d = self._bcast(self._direction(structure, occupancy, ids, f) if self.rank == 0 else None)
         self._solve_s += time.perf_counter() - t0
         move, basis, products = None, [d], []
-        while np.abs(basis[-1]).max() > RESIDUAL_FLOOR * np.abs(f).max():
+        floor = RESIDUAL_FLOOR * np.abs(f).max()
+        while np.abs(basis[-1]).max() > floor:
             products.append(self._hessian_times(ids, x, f, basis[-1]))
             evaluations += 1
             c = self._bcast(subspace_step(f, basis, products) if self.rank == 0 else None)
             if c is None or c[0] <= 0.0:  # a saddle in the span, or d uphill: keep the last move
                 break
             move = sum(ci * v for ci, v in zip(c, basis, strict=True))
-            if len(basis) == CORRECTION_VECTORS:
+            if len(basis) == self.correction_vectors:
                 break
             # the forces this move would leave (g = f - s H d after the line step): large where d is wrong
             basis.append(f - sum(ci * hv for ci, hv in zip(c, products, strict=True)))

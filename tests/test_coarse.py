@@ -220,12 +220,12 @@ class _FakeLammps:
 
 
 def _engine_on(fake, direction, every=4):
-    from nanoto_driver.engine_lammps import LammpsEngine
+    from nanoto_driver.engine_lammps import CORRECTION_VECTORS, LammpsEngine
     from nanoto_driver.lammps_text import ScriptSettings
 
     engine = object.__new__(LammpsEngine)
     engine._lmp, engine.comm, engine.rank, engine.coarse_every, engine._coarse_s = fake, None, 0, every, 0.0
-    engine._solve_s = 0.0
+    engine._solve_s, engine.correction_vectors = 0.0, CORRECTION_VECTORS
     engine.settings = ScriptSettings(maxiter=1000)
     engine._direction = lambda structure, occupancy, ids, f: direction(f)
     return engine
