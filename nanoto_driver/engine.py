@@ -28,7 +28,7 @@ from .structure import Structure
 #: EAM tables extrapolate the embedding energy linearly past their last density, so overlapping
 #: atoms can drive E to -inf while CG runs to maxeval (seen: +9e9 eV at the start of a warm
 #: start with two atoms on one site, -2e11 eV 6,000 evaluations later). ``stiffness`` reports it
-#: instead of a meaningless K_sym; ``overlapping_pairs`` keeps warm starts from causing it.
+#: instead of a meaningless K_sym; ``overlaps.repair_overlaps`` keeps warm starts from causing it.
 COLLAPSE_EV_PER_ATOM = 50.0
 
 
@@ -189,34 +189,6 @@ def first_guess(structure: Structure, states_a: Sequence[float], n: int, relaxed
     if warm is not None and warm.response_a is not None and structure.load_mode == "group" and n == 1:
         return x0 + float(states_a[n]) * prescribed_response(structure, warm.response_a), True
     return x0, False
-
-
-#: atoms of a start closer than this fraction of the first-neighbour distance overlap
-OVERLAP_FRACTION = 0.6
-
-
-def overlapping_pairs(structure: Structure, occupancy: np.ndarray, positions_a: np.ndarray) -> int:
-    """Pairs of present atoms closer than OVERLAP_FRACTION x the first-neighbour distance.
-
-    A warm start can hold such pairs: an added atom starts on its lattice site, where a
-    neighbour may have moved when a thin part reconstructed. Periodic axes wrap.
-    positions_a : (n_sites, 3) Å
-    """
-    from scipy.spatial import cKDTree
-
-    x = np.asarray(positions_a, dtype=float)[occupancy]
-    if len(x) < 2:
-        return 0
-    lo, hi = structure.lattice.box_a()
-    length = np.asarray(hi) - np.asarray(lo)
-    span = x.max(axis=0) - x.min(axis=0)
-    periodic = np.asarray(structure.periodic)
-    # wrap periodic axes into [0, L); shift the others and give them room so that nothing wraps
-    x = np.where(periodic, np.mod(x - np.asarray(lo), length), x - x.min(axis=0))
-    box = np.where(periodic, length, span + 10.0 * structure.lattice.a0_a)
-    x = np.minimum(x, np.nextafter(box, 0))  # mod can round up to L itself
-    radius = OVERLAP_FRACTION * structure.lattice.a0_a / math.sqrt(2.0)
-    return len(cKDTree(x, boxsize=box).query_pairs(radius))
 
 
 def empty_to_lattice(structure: Structure, occupancy: np.ndarray, positions_a: np.ndarray) -> np.ndarray:

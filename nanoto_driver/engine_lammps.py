@@ -59,6 +59,14 @@ CORRECTION_VECTORS = 2
 # a direction this small against the largest force is round-off (a line step that was already
 # exact leaves g = 0): no probe along it
 RESIDUAL_FLOOR = 1e-9
+# The force evaluations of a correction after its first. `run 0` repeats LAMMPS' whole set-up
+# (init, atom exchange and sort, ghost atoms, a neighbour-list build); `run 1 pre no` with no
+# integrator fix moves no atom and does what one MD step does: forward ghost positions, or
+# rebuild the lists when an atom moved more than half the skin. Same energies and forces to the
+# bit on 1 and 2 ranks (10^5 sites, moves of 0.01 and 0.6 Å), 1.7-2x faster per evaluation when
+# no rebuild is needed. The first evaluation keeps the full set-up: it follows a `minimize`,
+# after which the run integrator has not been initialized.
+FORCE_AGAIN = "run 1 pre no post no"
 
 
 def is_converged(stop_reason: str, fmax_ev_per_a: float, settings: ScriptSettings) -> bool:
@@ -284,7 +292,7 @@ class LammpsEngine:
             basis.append(f - sum(ci * hv for ci, hv in zip(c, products, strict=True)))
         for trial in (move, BACKTRACK * move) if move is not None else ():
             self._scatter_x(ids, x + trial)
-            lmp.command("run 0 post no")
+            lmp.command(FORCE_AGAIN)
             evaluations += 1
             if float(lmp.get_thermo("pe")) < energy:  # the same total on every rank
                 return True, evaluations
@@ -298,7 +306,7 @@ class LammpsEngine:
 
         eps = probe_scale(v)
         self._scatter_x(ids, x + eps * v)
-        self._lmp.command("run 0 post no")
+        self._lmp.command(FORCE_AGAIN)
         return hessian_product(f, self._gather("f", 3, ids), eps)
 
     def _direction(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,

@@ -23,8 +23,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from .engine import COLLAPSE_EV_PER_ATOM, Engine, RelaxResult, WarmStart, overlapping_pairs
+from .engine import COLLAPSE_EV_PER_ATOM, Engine, RelaxResult, WarmStart
 from .errors import DisplacementError, RelaxationError
+from .overlaps import repair_overlaps
 from .shells import neighbor_pairs
 from .structure import Structure
 
@@ -239,6 +240,18 @@ def relax_in_one_basin(engine: Engine, structure: Structure, occupancy: np.ndarr
     raise AssertionError("unreachable: the last attempt always returns")
 
 
+def _without_overlaps(structure: Structure, occupancy: np.ndarray, warm: WarmStart) -> WarmStart:
+    """``warm`` with the atoms around overlapping pairs back on their lattice sites (overlaps.py):
+    atoms added on sites that a reconstruction moved neighbours into."""
+    positions, reset = repair_overlaps(structure, occupancy, warm.positions_a)
+    if reset:
+        log.warning("warm start repaired: %d of %d atoms put back on their lattice sites (atoms added on sites "
+                    "that a reconstruction moved neighbours into would have overlapped)",
+                    reset, int(np.count_nonzero(occupancy)))
+        return WarmStart(positions, warm.response_a)
+    return warm
+
+
 def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndarray, delta_a: float,
                         max_nonaffine_a: float = 1.0, warm: WarmStart | None = None,
                         done: Sequence[RelaxResult] = (),
@@ -257,10 +270,8 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
     """
     if not delta_a > 0:
         raise ValueError(f"delta must be positive, got {delta_a}")
-    if warm is not None and (pairs := overlapping_pairs(structure, occupancy, warm.positions_a)):
-        log.warning("warm start dropped: %d atom pairs would start overlapping (atoms added on sites that a "
-                    "reconstruction moved neighbours into); relaxing from the lattice sites", pairs)
-        warm = None
+    if warm is not None:
+        warm = _without_overlaps(structure, occupancy, warm)
     results, discarded = relax_in_one_basin(engine, structure, occupancy, [m * delta_a for m in STATES],
                                             max_nonaffine_a, basin_restarts, warm, done, on_state)
     for r in results:

@@ -268,3 +268,41 @@ def test_undone_corrections_end_the_cycle_after_three_in_a_row():
     assert evaluations == 2 * MAX_FAILED_CORRECTIONS
     assert fake.step == 40
     assert np.all(np.abs(fake.x) < np.abs(x_before))
+
+
+@pytest.mark.lammps
+@pytest.mark.parametrize("scale_a", [0.01, 1.5])  # within half the 2 Å skin, and past it (lists rebuilt)
+def test_a_force_evaluation_without_set_up_gives_the_set_up_forces(lammps_ok, scale_a):
+    """The correction's later evaluations skip LAMMPS' set-up (engine_lammps.FORCE_AGAIN): the same
+    energy and forces to the bit while the neighbour lists hold; after a rebuild to round-off, as the
+    set-up also sorts the atoms in memory, which changes the order of the sums."""
+    from nanoto_driver.engine_lammps import FORCE_AGAIN
+    from nanoto_driver.evaluate import open_problem
+
+    config = build_config({"domain": {"cells": [12, 6, 3]}, "minimizer": {"norm": "max"}})
+    problem = open_problem(config)
+    engine, s = problem.engine, problem.structure
+    try:
+        occ = np.ones(s.n_sites, bool)
+        ids = np.flatnonzero(occ) + 1
+        engine._ensure_setup(s)
+        engine._load_atoms(s, occ, ids, s.positions_a)
+        engine._lmp.command("minimize 0.0 1e-5 5 100")  # where a correction starts: after a minimization
+        engine._lmp.command("run 0 post no")
+        x = engine._gather("x", 3, ids)
+        move = np.random.default_rng(1).normal(0.0, scale_a, x.shape)
+        seen = []
+        # two new positions, each evaluated without set-up first (a stale result would show) then with it
+        for command in (FORCE_AGAIN, "run 0 post no", FORCE_AGAIN, "run 0 post no"):
+            engine._scatter_x(ids, x + move * (1 + len(seen) // 2))
+            engine._lmp.command(command)
+            seen.append((float(engine._lmp.get_thermo("pe")), engine._gather("f", 3, ids)))
+    finally:
+        engine.close()
+    for quick, full in (seen[0:2], seen[2:4]):
+        if scale_a < 1.0:  # half the skin
+            assert quick[0] == full[0] and np.array_equal(quick[1], full[1])
+        else:
+            assert quick[0] == pytest.approx(full[0], rel=1e-13)
+            np.testing.assert_allclose(quick[1], full[1], rtol=1e-9, atol=1e-9 * np.abs(full[1]).max())
+    assert seen[0][0] != seen[2][0]

@@ -8,11 +8,13 @@ import logging
 import numpy as np
 import pytest
 
+from nanoto_driver import overlaps
 from nanoto_driver.config import DomainConfig
-from nanoto_driver.engine import COLLAPSE_EV_PER_ATOM, WarmStart, overlapping_pairs
+from nanoto_driver.engine import COLLAPSE_EV_PER_ATOM, WarmStart
 from nanoto_driver.engine_harmonic import HarmonicEngine
 from nanoto_driver.errors import RelaxationError
 from nanoto_driver.load_cases import build_structure
+from nanoto_driver.overlaps import overlapping_pairs, repair_overlaps
 from nanoto_driver.stiffness import symmetric_curvature
 
 A0 = 4.05
@@ -55,8 +57,51 @@ def test_an_atom_moved_onto_its_neighbour_overlaps(beam, through_boundary):
     assert overlapping_pairs(beam, occ, x) == 0
 
 
-def test_an_overlapping_warm_start_is_dropped(beam, caplog):
-    """The relaxation then starts from the lattice: same K_sym as with no warm start."""
+def _relaxed_like(structure, seed=0):
+    """Lattice positions plus a small random displacement: a stand-in for relaxed positions."""
+    return structure.positions_a + np.random.default_rng(seed).normal(0.0, 0.05, structure.positions_a.shape)
+
+
+def test_a_repair_resets_only_the_atoms_around_an_overlap(beam):
+    occ = np.ones(beam.n_sites, bool)
+    i, j = _neighbour_pair(beam, False)
+    warm = _relaxed_like(beam)
+    warm[i] = warm[j]  # added on a site that a neighbour moved into
+    assert overlapping_pairs(beam, occ, warm) == 1
+    fixed, reset = repair_overlaps(beam, occ, warm)
+    assert overlapping_pairs(beam, occ, fixed) == 0
+    moved = np.any(fixed != warm, axis=1)
+    assert moved[i] and moved[j] and 2 < reset == moved.sum() < beam.n_sites // 2
+    # kept atoms keep their warm positions; reset ones sit on their sites, all within the first round's radius
+    assert np.array_equal(fixed[~moved], warm[~moved])
+    assert np.array_equal(fixed[moved], beam.positions_a[moved])
+    reach = overlaps.REPAIR_SHELLS * A0 / np.sqrt(2) + 1e-9
+    lo, hi = beam.lattice.box_a()
+    length = np.where(beam.periodic, np.asarray(hi) - np.asarray(lo), 0.0)  # minimum image on periodic axes
+    d = beam.positions_a[moved][:, None] - beam.positions_a[[i, j]][None]
+    d -= length * np.round(d / np.where(beam.periodic, length, 1.0))
+    assert np.all(np.linalg.norm(d, axis=2).min(axis=1) <= reach)
+    # a clean start comes back unchanged
+    again, none = repair_overlaps(beam, occ, fixed)
+    assert none == 0 and np.array_equal(again, fixed)
+
+
+def test_a_repair_that_does_not_clear_the_overlaps_falls_back_to_the_lattice(beam, monkeypatch):
+    """An atom far away that moved onto a reset atom's site keeps the overlap after round 1."""
+    monkeypatch.setattr(overlaps, "REPAIR_ROUNDS", 1)
+    occ = np.ones(beam.n_sites, bool)
+    i, j = _neighbour_pair(beam, False)
+    far = int(np.argmax(np.linalg.norm(beam.positions_a - beam.positions_a[i], axis=1)))
+    warm = _relaxed_like(beam)
+    warm[i] = warm[j]
+    warm[far] = beam.positions_a[i]
+    fixed, reset = repair_overlaps(beam, occ, warm)
+    assert reset == beam.n_sites
+    assert np.array_equal(fixed, beam.positions_a)
+
+
+def test_an_overlapping_warm_start_is_repaired(beam, caplog):
+    """The repaired start relaxes to the same K_sym as the lattice start (the harmonic minimum is unique)."""
     occ = np.ones(beam.n_sites, bool)
     i, j = _neighbour_pair(beam, False)
     x = beam.positions_a.copy()
@@ -64,8 +109,8 @@ def test_an_overlapping_warm_start_is_dropped(beam, caplog):
     cold = symmetric_curvature(HarmonicEngine(), beam, occ, 0.04)
     with caplog.at_level(logging.WARNING, logger="nanoto"):
         warm = symmetric_curvature(HarmonicEngine(), beam, occ, 0.04, warm=WarmStart(x, None))
-    assert "warm start dropped" in caplog.text
-    assert warm.k_sym_ev_per_a2 == cold.k_sym_ev_per_a2
+    assert "warm start repaired" in caplog.text
+    assert warm.k_sym_ev_per_a2 == pytest.approx(cold.k_sym_ev_per_a2, rel=1e-12)
 
 
 def test_a_collapsed_relaxation_is_an_error_not_a_stiffness(beam):
