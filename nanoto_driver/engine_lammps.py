@@ -62,10 +62,11 @@ RESIDUAL_FLOOR = 1e-9
 # The force evaluations of a correction after its first. `run 0` repeats LAMMPS' whole set-up
 # (init, atom exchange and sort, ghost atoms, a neighbour-list build); `run 1 pre no` with no
 # integrator fix moves no atom and does what one MD step does: forward ghost positions, or
-# rebuild the lists when an atom moved more than half the skin. Same energies and forces to the
-# bit on 1 and 2 ranks (10^5 sites, moves of 0.01 and 0.6 Å), 1.7-2x faster per evaluation when
-# no rebuild is needed. The first evaluation keeps the full set-up: it follows a `minimize`,
-# after which the run integrator has not been initialized.
+# rebuild the lists when an atom moved more than half the skin. Same energies and forces to
+# round-off on 1 and 2 ranks (the set-up also sorts atoms in memory, which can reorder the sums;
+# bench/set_up_cost.py), about 2x faster per evaluation when no rebuild is needed. The first
+# evaluation keeps the full set-up: it follows a `minimize`, after which the run integrator
+# may never have been initialized.
 FORCE_AGAIN = "run 1 pre no post no"
 
 
