@@ -48,11 +48,7 @@ def measure(label: str, repeat: int) -> dict[str, Any]:
     engine, s = problem.engine, problem.structure
     try:
         occ = np.ones(s.n_sites, bool)
-        ids = np.flatnonzero(occ) + 1
-        engine._ensure_setup(s)
-        engine._load_atoms(s, occ, ids, s.positions_a)
-        engine._lmp.command("minimize 0.0 1e-5 5 100")
-        engine._lmp.command(FULL)
+        ids = engine.start_of_a_correction(s, occ)
         x = engine._gather("x", 3, ids)
         rng = np.random.default_rng(0)
         times: dict[str, list[float]] = {FULL: [], FORCE_AGAIN: [], ONE_CG_ITERATION: []}

@@ -167,6 +167,17 @@ class LammpsEngine:
                 on_state(results[-1])
         return results
 
+    def start_of_a_correction(self, structure: Structure, occupancy: np.ndarray, cg_iterations: int = 5) -> np.ndarray:
+        """Load the design on its lattice sites, run ``cg_iterations`` of CG and evaluate the forces
+        with the full set-up: where a coarse correction starts (tests and benches of its
+        evaluations). Returns the atom ids (n_atoms,)."""
+        self._ensure_setup(structure)
+        ids = np.flatnonzero(occupancy) + 1
+        self._load_atoms(structure, occupancy, ids, structure.positions_a)
+        self._lmp.command(f"minimize 0.0 {self.settings.ftol_ev_per_a!r} {cg_iterations} {self.settings.maxeval}")
+        self._lmp.command("run 0 post no")
+        return ids
+
     def close(self) -> None:
         if self._lmp is not None:
             self._lmp.close()

@@ -284,11 +284,7 @@ def test_a_force_evaluation_without_set_up_gives_the_set_up_forces(lammps_ok, sc
     engine, s = problem.engine, problem.structure
     try:
         occ = np.ones(s.n_sites, bool)
-        ids = np.flatnonzero(occ) + 1
-        engine._ensure_setup(s)
-        engine._load_atoms(s, occ, ids, s.positions_a)
-        engine._lmp.command("minimize 0.0 1e-5 5 100")  # where a correction starts: after a minimization
-        engine._lmp.command("run 0 post no")
+        ids = engine.start_of_a_correction(s, occ)
         x = engine._gather("x", 3, ids)
         move = np.random.default_rng(1).normal(0.0, scale_a, x.shape)
         seen = []
