@@ -42,12 +42,13 @@ class StateCheckpoint:
         self.share = share
         self.rank = rank
         self._key = ""
+        self._k = 0
         self._done: list[RelaxResult] = []
 
     def resume(self, k: int, occupancy: np.ndarray) -> list[RelaxResult]:
         """States of iteration ``k`` relaxed before a stop (usually none); a file left by
         another iteration, or unreadable, is removed: it only ever costs time, never results."""
-        self._key = occupancy_key(k, occupancy)
+        self._key, self._k = occupancy_key(k, occupancy), k
         found = self._read() if self.rank == 0 else None
         self._done = list(self.share(found) or [])
         if self._done and self.rank == 0:
@@ -60,6 +61,10 @@ class StateCheckpoint:
         self._done.append(result)
         if self.rank != 0:
             return
+        # a state of a 10^6-site design can take an hour: run.log shows each one as it ends
+        log.info("iteration %d, state %d (u = %+.4g Å): %d force evaluations, %d CG iterations, largest force "
+                 "%.2g eV/Å, %.1f s%s", self._k, len(self._done) - 1, result.u_a, result.force_evaluations,
+                 result.iterations, result.fmax_ev_per_a, result.wall_s, "" if result.converged else " (NOT converged)")
         arrays: dict[str, Any] = {"key": np.array(self._key)}
         scalars = []
         for n, r in enumerate(self._done):

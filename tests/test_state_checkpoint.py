@@ -72,8 +72,11 @@ def test_saved_states_read_back_exactly_and_only_for_their_iteration(one_go, tmp
     path = tmp_path / "states.partial.npz"
     writer = StateCheckpoint(path)
     assert writer.resume(7, occ) == []
-    for r in seen[:2]:
-        writer.save(r)
+    with caplog.at_level(logging.INFO, logger="nanoto"):
+        for r in seen[:2]:
+            writer.save(r)
+    for n, r in enumerate(seen[:2]):  # a progress line per state, for states that take an hour
+        assert f"iteration 7, state {n} (u = {r.u_a:+.4g} Å): {r.force_evaluations} force evaluations" in caplog.text
     back = StateCheckpoint(path).resume(7, occ)
     assert len(back) == 2
     for a, b in zip(back, seen[:2], strict=True):
