@@ -63,6 +63,12 @@ FLOPPY_EIGENVALUE = 0.05
 # 0.41 s against 0.54 s per direction, 96.9 % against 98.4 % of the exact solve's energy gain on
 # the network; 2.5x faster on a node busy with another run; 6.5e5 sites: peak 4.2 GB against 4.6)
 SOLVE_DTYPE = np.float32
+#: largest distance a correction moves an atom (Å), the neighbour skin. A network-guided move is a
+#: long wave of at most about δ; when the two-vector model is nearly singular its step can be huge
+#: (the repaired warm start of iteration 2 at 6.5 x 10^5 sites: c = (4.9, 6.2), one atom moved by
+#: 67 Å, five times the periodic thickness, and LAMMPS lost atoms before the energy could reject
+#: the move). Such a move is scaled down to this length; the energy check then keeps or undoes it.
+MAX_MOVE_A = 2.0
 
 
 class SpringPreconditioner:
@@ -151,6 +157,13 @@ def subspace_step(forces: np.ndarray, directions: Sequence[np.ndarray],
     if np.linalg.eigvalsh(gram)[0] <= 0.0:
         return None
     return np.linalg.solve(gram, v @ np.ravel(forces))
+
+
+def limit_move(move: np.ndarray, max_a: float) -> np.ndarray:
+    """(n, 3) ``move`` scaled down so that no atom moves more than ``max_a`` Å (unchanged if none
+    does). Scaling the minimizer of a convex quadratic model towards 0 still lowers the model."""
+    largest = float(np.sqrt((np.asarray(move) ** 2).sum(axis=1).max())) if len(move) else 0.0
+    return move * (max_a / largest) if largest > max_a else move
 
 
 def hessian_product(forces: np.ndarray, forces_probe: np.ndarray, eps_a: float) -> np.ndarray:

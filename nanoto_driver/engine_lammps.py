@@ -280,7 +280,7 @@ class LammpsEngine:
         lowers the energy, else try it at BACKTRACK, else undo it. Returns (kept, force
         evaluations: 4, or 5 with the backtrack; 3 when g vanishes, 2 when the line step along d is
         uphill, 1 when d = 0)."""
-        from .coarse import subspace_step
+        from .coarse import MAX_MOVE_A, limit_move, subspace_step
 
         lmp = self._lmp
         lmp.command("run 0 post no")
@@ -302,6 +302,8 @@ class LammpsEngine:
                 break
             # the forces this move would leave (g = f - s H d after the line step): large where d is wrong
             basis.append(f - sum(ci * hv for ci, hv in zip(c, products, strict=True)))
+        if move is not None:
+            move = limit_move(move, MAX_MOVE_A)
         for trial in (move, BACKTRACK * move) if move is not None else ():
             self._scatter_x(ids, x + trial)
             lmp.command(FORCE_AGAIN)

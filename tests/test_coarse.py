@@ -257,6 +257,22 @@ def test_a_correction_reaches_the_minimum_when_the_network_errs_on_half_the_atom
     assert not np.allclose(line * weight, 1.0, atol=0.1)  # what the line step alone would have reached
 
 
+def test_a_correction_moves_no_atom_farther_than_the_trust_length():
+    # E = Σ ½ x² - 10 x: the exact step moves every coordinate by 10 Å; the correction stops at
+    # MAX_MOVE_A per atom along the same direction, and that lowers the energy, so it is kept
+    from nanoto_driver.coarse import MAX_MOVE_A, limit_move
+
+    fake = _FakeLammps(np.zeros((4, 3)), quartic=0.0, tilt=10.0, stop_after=10**6)
+    engine = _engine_on(fake, lambda f: f)
+    e0 = fake.get_thermo("pe")
+    kept, _ = engine._coarse_correction(None, None, np.arange(1, 5))
+    assert kept and fake.get_thermo("pe") < e0
+    assert np.allclose(np.linalg.norm(fake.x, axis=1), MAX_MOVE_A)
+    assert np.allclose(fake.x, MAX_MOVE_A / np.sqrt(3.0))  # the exact step's direction, shortened
+    small = np.full((2, 3), 0.1)
+    assert limit_move(small, MAX_MOVE_A) is small  # a move within the length is left alone
+
+
 def test_undone_corrections_end_the_cycle_after_three_in_a_row():
     from nanoto_driver.engine_lammps import MAX_FAILED_CORRECTIONS
 
