@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import RunConfig
 from .engine import RelaxResult, WarmStart, empty_to_lattice, first_guess
-from .errors import DisplacementError, EngineError
+from .errors import DisplacementError, EngineError, RelaxationError
 from .lammps_runtime import TimedHandle, mpi_comm, new_instance
 from .lammps_text import (
     ScriptSettings,
@@ -84,7 +84,14 @@ def is_converged(stop_reason: str, fmax_ev_per_a: float, settings: ScriptSetting
 def lammps_error(err: Exception, u_a: float) -> Exception:
     """Map a LAMMPS exception to the project's errors."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if "Lost atoms" in text or "Out of range atoms" in text:
+    lost = "Lost atoms" in text or "Out of range atoms" in text
+    if lost and u_a == 0.0:  # no load to blame: the minimizer itself threw atoms out
+        return RelaxationError(
+            f"relaxing the unloaded design lost atoms in LAMMPS ({text}): a minimizer step moved atoms "
+            "by more than the box allows; with minimizer.coarse_every > 0 try coarse_every: 0 (plain CG), "
+            "and keep the run directory for a bug report"
+        )
+    if lost:
         return DisplacementError(
             f"the displacement u = {u_a:g} Å lost atoms in LAMMPS ({text}); reduce load.strain "
             "or load.delta_a"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nanoto_driver.engine_lammps import lammps_error
-from nanoto_driver.errors import DisplacementError, EngineError
+from nanoto_driver.errors import DisplacementError, EngineError, RelaxationError
 
 from .conftest import EXAMPLES, run_cli
 
@@ -107,3 +107,5 @@ def test_lost_atoms_message_maps_to_displacement_error():
     err = lammps_error(Exception("ERROR: Lost atoms: original 640 current 639"), 3.0)
     assert isinstance(err, DisplacementError) and "reduce load.strain" in str(err)
     assert isinstance(lammps_error(Exception("ERROR: something else"), 0.0), EngineError)
+    unloaded = lammps_error(Exception("ERROR: Lost atoms: original 640 current 639"), 0.0)  # no load to reduce
+    assert isinstance(unloaded, RelaxationError) and unloaded.exit_code == 3 and "coarse_every: 0" in str(unloaded)
