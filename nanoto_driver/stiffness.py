@@ -244,10 +244,15 @@ def _without_overlaps(structure: Structure, occupancy: np.ndarray, warm: WarmSta
     """``warm`` with the atoms around overlapping pairs back on their lattice sites (overlaps.py):
     atoms added on sites that a reconstruction moved neighbours into."""
     positions, reset = repair_overlaps(structure, occupancy, warm.positions_a)
+    present = int(np.count_nonzero(occupancy))
+    if reset == present:
+        log.warning("warm start dropped: its overlapping atoms could not be separated locally; relaxing "
+                    "from the lattice sites")
+        return WarmStart(positions, warm.response_a)
     if reset:
         log.warning("warm start repaired: %d of %d atoms put back on their lattice sites (atoms added on sites "
                     "that a reconstruction moved neighbours into would have overlapped)",
-                    reset, int(np.count_nonzero(occupancy)))
+                    reset, present)
         return WarmStart(positions, warm.response_a)
     return warm
 

@@ -86,7 +86,7 @@ def test_a_repair_resets_only_the_atoms_around_an_overlap(beam):
     assert none == 0 and np.array_equal(again, fixed)
 
 
-def test_a_repair_that_does_not_clear_the_overlaps_falls_back_to_the_lattice(beam, monkeypatch):
+def test_a_repair_that_does_not_clear_the_overlaps_falls_back_to_the_lattice(beam, monkeypatch, caplog):
     """An atom far away that moved onto a reset atom's site keeps the overlap after round 1."""
     monkeypatch.setattr(overlaps, "REPAIR_ROUNDS", 1)
     occ = np.ones(beam.n_sites, bool)
@@ -98,6 +98,9 @@ def test_a_repair_that_does_not_clear_the_overlaps_falls_back_to_the_lattice(bea
     fixed, reset = repair_overlaps(beam, occ, warm)
     assert reset == beam.n_sites
     assert np.array_equal(fixed, beam.positions_a)
+    with caplog.at_level(logging.WARNING, logger="nanoto"):
+        symmetric_curvature(HarmonicEngine(), beam, occ, 0.04, warm=WarmStart(warm, None))
+    assert "warm start dropped" in caplog.text and "repaired" not in caplog.text
 
 
 def test_an_overlapping_warm_start_is_repaired(beam, caplog):
