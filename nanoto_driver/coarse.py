@@ -162,7 +162,7 @@ def subspace_step(forces: np.ndarray, directions: Sequence[np.ndarray],
 def limit_move(move: np.ndarray, max_a: float) -> np.ndarray:
     """(n, 3) ``move`` scaled down so that no atom moves more than ``max_a`` Å (unchanged if none
     does). Scaling the minimizer of a convex quadratic model towards 0 still lowers the model."""
-    largest = float(np.sqrt((np.asarray(move) ** 2).sum(axis=1).max())) if len(move) else 0.0
+    largest = float(np.linalg.norm(move, axis=1).max()) if len(move) else 0.0
     return move * (max_a / largest) if largest > max_a else move
 
 

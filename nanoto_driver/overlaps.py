@@ -60,11 +60,6 @@ def overlap_pairs(structure: Structure, occupancy: np.ndarray, positions_a: np.n
     return sites[pairs]
 
 
-def overlapping_pairs(structure: Structure, occupancy: np.ndarray, positions_a: np.ndarray) -> int:
-    """How many pairs ``overlap_pairs`` finds."""
-    return len(overlap_pairs(structure, occupancy, positions_a))
-
-
 def repair_overlaps(structure: Structure, occupancy: np.ndarray,
                     positions_a: np.ndarray) -> tuple[np.ndarray, int]:
     """A start without overlapping atoms, as close to ``positions_a`` as a local reset allows.

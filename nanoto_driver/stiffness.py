@@ -245,16 +245,15 @@ def _without_overlaps(structure: Structure, occupancy: np.ndarray, warm: WarmSta
     atoms added on sites that a reconstruction moved neighbours into."""
     positions, reset = repair_overlaps(structure, occupancy, warm.positions_a)
     present = int(np.count_nonzero(occupancy))
+    if not reset:
+        return warm
     if reset == present:
         log.warning("warm start dropped: its overlapping atoms could not be separated locally; relaxing "
                     "from the lattice sites")
-        return WarmStart(positions, warm.response_a)
-    if reset:
+    else:
         log.warning("warm start repaired: %d of %d atoms put back on their lattice sites (atoms added on sites "
-                    "that a reconstruction moved neighbours into would have overlapped)",
-                    reset, present)
-        return WarmStart(positions, warm.response_a)
-    return warm
+                    "that a reconstruction moved neighbours into would have overlapped)", reset, present)
+    return WarmStart(positions, warm.response_a)
 
 
 def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndarray, delta_a: float,
