@@ -41,7 +41,7 @@ class ColdEngine:
 
     def relax(self, structure: Any, occupancy: np.ndarray, states_a: Sequence[float],
               warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
-              on_state: Any = None) -> list[RelaxResult]:
+              on_state: Any = None, in_flight: Any = None) -> list[RelaxResult]:
         return [self.engine.relax(structure, occupancy, [u])[0] for u in states_a]
 
 

@@ -91,6 +91,46 @@ class RelaxResult:
         return math.fsum(self.site_energies_ev)
 
 
+@dataclass
+class InFlightState:
+    """A relaxation stopped between two CG cycles: all a two-level relaxation needs to go on.
+
+    Taken after a cycle's minimization and before its correction, the point where the
+    relaxation depends on nothing but the positions (each cycle's CG starts afresh).
+
+    positions_a : (n_atoms, 3) Å, the state's atoms in id order as LAMMPS holds them
+    log_text : the state's LAMMPS log so far (its minimizations count toward the state's totals)
+    iterations : CG iterations so far; failed : corrections undone in a row;
+    correction_fe : force evaluations of the corrections so far
+    wall_s, lammps_calls_s, coarse_s, solve_s : seconds spent so far
+    energy_ev, fmax_ev_per_a : at the end of the last cycle (for the progress line)
+    """
+
+    positions_a: np.ndarray
+    log_text: str
+    iterations: int
+    failed: int
+    correction_fe: int
+    wall_s: float
+    lammps_calls_s: float
+    coarse_s: float
+    solve_s: float
+    energy_ev: float
+    fmax_ev_per_a: float
+
+
+class InFlightStore(Protocol):
+    """Where an engine keeps the state it is relaxing, so that a stop loses minutes, not the state."""
+
+    def in_flight(self, u_a: float) -> InFlightState | None:
+        """The kept progress of the next state to relax (prescribed displacement ``u_a``), if any."""
+        ...
+
+    def keep_in_flight(self, u_a: float, state: InFlightState) -> None:
+        """Keep ``state`` as the progress of the state being relaxed (replaces the last one)."""
+        ...
+
+
 class Engine(Protocol):
     """What ``stiffness`` needs from a backend."""
 
@@ -102,13 +142,15 @@ class Engine(Protocol):
 
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
               warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
-              on_state: Callable[[RelaxResult], None] | None = None) -> list[RelaxResult]:
+              on_state: Callable[[RelaxResult], None] | None = None,
+              in_flight: InFlightStore | None = None) -> list[RelaxResult]:
         """Relax every prescribed state; one result per state, in order.
 
         ``done``: results of the first states, relaxed earlier (a resumed iteration); an
         engine that relaxes state by state starts after them and hands each new result to
-        ``on_state`` as soon as it is there. Engines that relax the batch in one go may
-        ignore both: the results are the same, only the time differs.
+        ``on_state`` as soon as it is there; one that relaxes in cycles keeps its progress
+        inside a state in ``in_flight`` and goes on from there. Engines that relax the batch
+        in one go may ignore all three: the results are the same, only the time differs.
         """
         ...
 

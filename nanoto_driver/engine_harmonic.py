@@ -22,7 +22,7 @@ from scipy.sparse import coo_matrix, csr_matrix, diags
 from scipy.sparse.linalg import spsolve
 
 from .config import RunConfig
-from .engine import RelaxResult, WarmStart, empty_to_lattice
+from .engine import InFlightStore, RelaxResult, WarmStart, empty_to_lattice
 from .errors import EngineError, RelaxationError
 from .shells import neighbor_pairs
 from .structure import DESIGN, Structure
@@ -46,8 +46,9 @@ class HarmonicEngine:
 
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
               warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
-              on_state: Callable[[RelaxResult], None] | None = None) -> list[RelaxResult]:
-        """Direct solves, one per state; ``done`` and ``on_state`` are not used."""
+              on_state: Callable[[RelaxResult], None] | None = None,
+              in_flight: InFlightStore | None = None) -> list[RelaxResult]:
+        """Direct solves, one per state; ``done``, ``on_state`` and ``in_flight`` are not used."""
         if structure.load_mode != "group":
             raise EngineError("the harmonic test double supports group loading only")
         i, j, b = stretch_operator(structure, occupancy)

@@ -13,13 +13,14 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .config import RunConfig
-from .engine import RelaxResult, WarmStart, empty_to_lattice, first_guess
+from .engine import InFlightState, InFlightStore, RelaxResult, WarmStart, empty_to_lattice, first_guess
 from .errors import DisplacementError, EngineError, RelaxationError
 from .lammps_runtime import TimedHandle, mpi_comm, new_instance
 from .lammps_text import (
@@ -68,6 +69,10 @@ RESIDUAL_FLOOR = 1e-9
 # evaluation keeps the full set-up: it follows a `minimize`, after which the run integrator
 # may never have been initialized.
 FORCE_AGAIN = "run 1 pre no post no"
+# How often a state relaxed in cycles keeps its progress (s; state_checkpoint.py): about 15 MB
+# and a second at 6.5e5 sites (a gather of the positions and a file write), well under 1 % of
+# the time; states shorter than this never write it.
+IN_FLIGHT_EVERY_S = 300.0
 
 
 def is_converged(stop_reason: str, fmax_ev_per_a: float, settings: ScriptSettings) -> bool:
@@ -126,6 +131,7 @@ class LammpsEngine:
         self.coarse_every = config.minimizer.coarse_every
         self.correction_vectors = CORRECTION_VECTORS
         self._coarse_s = self._solve_s = 0.0  # time in the corrections of the state being relaxed, in their solves (s)
+        self._t0 = self._lammps0 = 0.0  # perf_counter and LAMMPS-call clock when that state started (s)
         self._preconditioner: tuple[Any, Any] = (None, None)  # (design key, SpringPreconditioner) on rank 0
         self._tmp = tempfile.TemporaryDirectory(prefix="nanoto-lammps-") if self.rank == 0 else None
         self._log = self._bcast(str(Path(self._tmp.name) / "state.log") if self._tmp else None)
@@ -154,22 +160,32 @@ class LammpsEngine:
 
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
               warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
-              on_state: Callable[[RelaxResult], None] | None = None) -> list[RelaxResult]:
+              on_state: Callable[[RelaxResult], None] | None = None,
+              in_flight: InFlightStore | None = None) -> list[RelaxResult]:
         self._ensure_setup(structure)
         ids = np.flatnonzero(occupancy) + 1
         results: list[RelaxResult] = list(done)
+        in_cycles = bool(self.coarse_every) and structure.load_mode == "group"
         for n in range(len(done), len(states_a)):
+            u_a = float(states_a[n])
             guess, displaced = structure.positions_a if warm is None else warm.positions_a, False
             if n > 0:
                 reset = box_reset_command(structure)
                 if reset:  # back to the reference box before placing atoms in it
                     self._lmp.command(reset)
                 guess, displaced = first_guess(structure, states_a, n, results, warm)
+            resumed = in_flight.in_flight(u_a) if in_flight is not None and in_cycles else None
+            if resumed is not None:  # the positions carry the displacement already
+                guess, displaced = empty_to_lattice(structure, occupancy, structure.positions_a), True
+                guess[ids - 1] = resumed.positions_a
+            keep = None
+            if in_flight is not None and in_cycles:
+                keep = partial(in_flight.keep_in_flight, u_a)
             # every state starts from freshly created atoms in one fixed order, so a state
             # relaxed after a resume sees exactly what it would have seen in one go (LAMMPS
             # sorts atoms in memory during long minimizations, which changes round-off)
             self._load_atoms(structure, occupancy, ids, guess)
-            results.append(self._relax_one(structure, occupancy, ids, float(states_a[n]), n, displaced))
+            results.append(self._relax_one(structure, occupancy, ids, u_a, n, displaced, resumed, keep))
             if on_state is not None:
                 on_state(results[-1])
         return results
@@ -250,10 +266,16 @@ class LammpsEngine:
         return self._rank_of_site
 
     # -- two-level relaxation (coarse.py) -------------------------------------
-    def _minimize_in_cycles(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray) -> int:
+    def _minimize_in_cycles(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,
+                            resumed: InFlightState | None = None,
+                            keep: Callable[[InFlightState], None] | None = None) -> int:
         """CG in cycles of ``coarse_every`` iterations with a spring-network correction between
         them, until CG stops on anything but its iteration cap; returns the force evaluations
         the corrections took.
+
+        Every IN_FLIGHT_EVERY_S seconds, after a cycle's CG, the progress goes to ``keep``;
+        ``resumed`` (such progress, atoms already at its positions) goes on from there with
+        the correction.
 
         After MAX_FAILED_CORRECTIONS corrections in a row were undone (the network is a poor
         model while atoms rearrange) the state finishes with plain CG. (Doubling the cycle
@@ -262,15 +284,23 @@ class LammpsEngine:
         """
         lmp, s, every = self._lmp, self.settings, self.coarse_every
         evaluations = iterations = failed = 0
+        if resumed is not None:
+            evaluations, iterations, failed = resumed.correction_fe, resumed.iterations, resumed.failed
+        minimize, kept_at = resumed is None, time.perf_counter()
         while True:
             correcting = failed < MAX_FAILED_CORRECTIONS
-            cap = min(every, s.maxiter - iterations) if correcting else s.maxiter - iterations
-            start = int(lmp.extract_global("ntimestep"))  # a minimization advances it by its iterations
-            lmp.command(f"minimize 0.0 {s.ftol_ev_per_a!r} {cap} {s.maxeval}")
-            ran = int(lmp.extract_global("ntimestep")) - start
-            iterations += ran
-            if ran < cap or iterations >= s.maxiter or not correcting:
-                return evaluations
+            if minimize:
+                cap = min(every, s.maxiter - iterations) if correcting else s.maxiter - iterations
+                start = int(lmp.extract_global("ntimestep"))  # a minimization advances it by its iterations
+                lmp.command(f"minimize 0.0 {s.ftol_ev_per_a!r} {cap} {s.maxeval}")
+                ran = int(lmp.extract_global("ntimestep")) - start
+                iterations += ran
+                if ran < cap or iterations >= s.maxiter or not correcting:
+                    return evaluations
+                if keep is not None and self._bcast(time.perf_counter() - kept_at >= IN_FLIGHT_EVERY_S):
+                    keep(self._in_flight_state(ids, iterations, failed, evaluations))
+                    kept_at = time.perf_counter()
+            minimize = True
             t0 = time.perf_counter()
             kept, used = self._coarse_correction(structure, occupancy, ids)
             self._coarse_s += time.perf_counter() - t0
@@ -278,6 +308,16 @@ class LammpsEngine:
             failed = 0 if kept else failed + 1
             if not kept:
                 log.debug("coarse correction undone after %d CG iterations (%d in a row)", iterations, failed)
+
+    def _in_flight_state(self, ids: np.ndarray, iterations: int, failed: int, correction_fe: int) -> InFlightState:
+        """The progress of the state being relaxed, right after a cycle's CG (collective)."""
+        lmp = self._lmp
+        energy, fmax = float(lmp.get_thermo("pe")), float(lmp.get_thermo("fmax"))
+        positions = self._gather("x", 3, ids)
+        lmp.command(f"log {self._log} append")  # reopening the log writes out what LAMMPS buffered
+        text = Path(self._log).read_text() if self.rank == 0 else ""
+        return InFlightState(positions, text, iterations, failed, correction_fe, time.perf_counter() - self._t0,
+                             lmp.seconds - self._lammps0, self._coarse_s, self._solve_s, energy, fmax)
 
     def _coarse_correction(self, structure: Structure, occupancy: np.ndarray,
                            ids: np.ndarray) -> tuple[bool, int]:
@@ -360,17 +400,26 @@ class LammpsEngine:
         return np.asarray(hi) - np.asarray(lo)
 
     def _relax_one(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,
-                   u_a: float, n: int, start_displaced: bool) -> RelaxResult:
-        t0 = time.perf_counter()
+                   u_a: float, n: int, start_displaced: bool, resumed: InFlightState | None = None,
+                   keep: Callable[[InFlightState], None] | None = None) -> RelaxResult:
+        """Relax state ``n`` (prescribed displacement ``u_a`` Å) from the atoms as loaded; a
+        ``resumed`` state counts its time and log so far, ``keep`` takes its progress
+        (``_minimize_in_cycles``)."""
         lmp = self._lmp
         script = state_script(structure, self.settings, f"s{n}", u_a, start_displaced=start_displaced)
-        correction_fe, self._coarse_s, self._solve_s, lammps0 = 0, 0.0, 0.0, lmp.seconds
+        # the state's clocks, started before the stop when it is resumed
+        wall, calls, coarse, solve = ((resumed.wall_s, resumed.lammps_calls_s, resumed.coarse_s, resumed.solve_s)
+                                      if resumed is not None else (0.0, 0.0, 0.0, 0.0))
+        self._t0, self._lammps0 = time.perf_counter() - wall, lmp.seconds - calls
+        correction_fe, self._coarse_s, self._solve_s = 0, coarse, solve
         try:
-            lmp.command(f"log {self._log}")
+            if resumed is not None and self.rank == 0:
+                Path(self._log).write_text(resumed.log_text)
+            lmp.command(f"log {self._log}" + (" append" if resumed is not None else ""))
             if self.coarse_every and structure.load_mode == "group":
                 before, after = split_at_minimize(script)
                 lmp.commands_string(before)
-                correction_fe = self._minimize_in_cycles(structure, occupancy, ids)
+                correction_fe = self._minimize_in_cycles(structure, occupancy, ids, resumed, keep)
                 lmp.commands_string(after)
             else:
                 lmp.commands_string(script)
@@ -394,6 +443,6 @@ class LammpsEngine:
             stop_reason=report.stats.stop_reason, iterations=report.stats.iterations,
             force_evaluations=report.stats.force_evaluations + correction_fe,
             fnorm_ev_per_a=report.fnorm_ev_per_a, fmax_ev_per_a=report.fmax_ev_per_a, n_atoms=report.natoms,
-            wall_s=time.perf_counter() - t0, loop_s=report.stats.loop_s, coarse_s=self._coarse_s,
-            solve_s=self._solve_s, lammps_calls_s=lmp.seconds - lammps0,
+            wall_s=time.perf_counter() - self._t0, loop_s=report.stats.loop_s, coarse_s=self._coarse_s,
+            solve_s=self._solve_s, lammps_calls_s=lmp.seconds - self._lammps0,
         )

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import RunConfig
-from .engine import RelaxResult, WarmStart, empty_to_lattice, extrapolation, prescribed_response
+from .engine import InFlightStore, RelaxResult, WarmStart, empty_to_lattice, extrapolation, prescribed_response
 from .engine_lammps import is_converged, settings_from
 from .errors import ConfigError, DisplacementError, EngineError
 from .lammps_runtime import lmp_executable, mpiexec_executable
@@ -66,8 +66,9 @@ class LammpsExeEngine:
 
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
               warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
-              on_state: Callable[[RelaxResult], None] | None = None) -> list[RelaxResult]:
-        """One LAMMPS run relaxes the whole batch; ``done`` and ``on_state`` are not used."""
+              on_state: Callable[[RelaxResult], None] | None = None,
+              in_flight: InFlightStore | None = None) -> list[RelaxResult]:
+        """One LAMMPS run relaxes the whole batch; ``done``, ``on_state`` and ``in_flight`` are not used."""
         start = structure.positions_a if warm is None else warm.positions_a
         response = None
         if warm is not None and warm.response_a is not None and structure.load_mode == "group":

@@ -15,7 +15,7 @@ import numpy as np
 
 from .config import RunConfig
 from .design import check_load_path, initial_occupancy
-from .engine import Engine, RelaxResult, WarmStart, make_engine
+from .engine import Engine, InFlightStore, RelaxResult, WarmStart, make_engine
 from .lammps_runtime import mpi_comm
 from .lattice_constant import lattice_constant_a
 from .load_cases import build_structure
@@ -60,9 +60,10 @@ def open_problem(config: RunConfig) -> Problem:
 
 def evaluate(problem: Problem, occupancy: np.ndarray | None = None, delta_a: float | None = None,
              warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
-             on_state: Callable[[RelaxResult], None] | None = None) -> StiffnessResult:
+             on_state: Callable[[RelaxResult], None] | None = None,
+             in_flight: InFlightStore | None = None) -> StiffnessResult:
     """K_sym of ``occupancy`` (default: the configured initial design) at δ (default: from the
-    config); ``done`` and ``on_state`` as in ``symmetric_curvature``."""
+    config); ``done``, ``on_state`` and ``in_flight`` as in ``symmetric_curvature``."""
     cfg = problem.config
     if occupancy is None:
         occupancy = initial_occupancy(cfg.design, problem.structure, cfg.base_dir)
@@ -70,7 +71,7 @@ def evaluate(problem: Problem, occupancy: np.ndarray | None = None, delta_a: flo
     delta = problem.delta_a() if delta_a is None else delta_a
     return symmetric_curvature(problem.engine, problem.structure, occupancy, delta,
                                cfg.minimizer.max_nonaffine_a, warm, done, on_state,
-                               cfg.minimizer.basin_restarts)
+                               cfg.minimizer.basin_restarts, in_flight)
 
 
 def summary(problem: Problem, occupancy: np.ndarray, result: StiffnessResult, wall_s: float,

@@ -133,7 +133,8 @@ def iterate(problem: Problem, state: OptimizerState | None = None, kernels: Kern
         done = checkpoint.resume(state.k, state.occupancy) if checkpoint is not None else []
         t0 = time.perf_counter() - sum(r.wall_s for r in done)  # the iteration's time includes them
         result = evaluate(problem, state.occupancy, warm=state.warm_start() if opt.warm_start else None,
-                          done=done, on_state=checkpoint.save if checkpoint is not None else None)
+                          done=done, on_state=checkpoint.save if checkpoint is not None else None,
+                          in_flight=checkpoint)
         t1 = time.perf_counter()
         alpha_hat = kern.filter(result.alpha)
         if cfg.filter.history and state.alpha_hat is not None:

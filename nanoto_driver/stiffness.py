@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .engine import COLLAPSE_EV_PER_ATOM, Engine, RelaxResult, WarmStart
+from .engine import COLLAPSE_EV_PER_ATOM, Engine, InFlightStore, RelaxResult, WarmStart
 from .errors import DisplacementError, RelaxationError
 from .overlaps import repair_overlaps
 from .shells import neighbor_pairs
@@ -211,8 +211,8 @@ def escaped_state(structure: Structure, occupancy: np.ndarray, results: Sequence
 def relax_in_one_basin(engine: Engine, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
                        limit_a: float, restarts: int, warm: WarmStart | None = None,
                        done: Sequence[RelaxResult] = (),
-                       on_state: Callable[[RelaxResult], None] | None = None
-                       ) -> tuple[list[RelaxResult], list[RelaxResult]]:
+                       on_state: Callable[[RelaxResult], None] | None = None,
+                       in_flight: InFlightStore | None = None) -> tuple[list[RelaxResult], list[RelaxResult]]:
     """Relax the batch; while a displaced state escapes the basin of u = 0, relax it again from there.
 
     Large designs relaxed at u = 0 can stop in a metastable minimum (a group of surface
@@ -227,7 +227,7 @@ def relax_in_one_basin(engine: Engine, structure: Structure, occupancy: np.ndarr
     discarded: list[RelaxResult] = []
     for attempt in range(restarts + 1):
         batch_done, done = done[: len(states_a)], done[len(states_a):]
-        results = engine.relax(structure, occupancy, states_a, warm, batch_done, on_state)
+        results = engine.relax(structure, occupancy, states_a, warm, batch_done, on_state, in_flight)
         escaped = escaped_state(structure, occupancy, results, limit_a) if attempt < restarts else None
         if escaped is None:
             return results, discarded
@@ -260,7 +260,7 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
                         max_nonaffine_a: float = 1.0, warm: WarmStart | None = None,
                         done: Sequence[RelaxResult] = (),
                         on_state: Callable[[RelaxResult], None] | None = None,
-                        basin_restarts: int = 2) -> StiffnessResult:
+                        basin_restarts: int = 2, in_flight: InFlightStore | None = None) -> StiffnessResult:
     """Relax (0, +δ, -δ) in one batch and reduce them to K_sym, K_fwd, K_force and α.
 
     Parameters
@@ -268,7 +268,8 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
     occupancy : (n_sites,) bool
     delta_a : δ in Å (> 0)
     warm : start of the 0 state and the previous response to the load (default: lattice sites)
-    done, on_state : states relaxed before a resume, and where each new one goes (``Engine.relax``)
+    done, on_state, in_flight : states relaxed before a resume, where each new one goes, and where
+        the progress inside a state is kept (``Engine.relax``)
     basin_restarts : how often a batch whose displaced state escaped is relaxed again
         (``relax_in_one_basin``) before that counts as a tear
     """
@@ -277,7 +278,7 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
     if warm is not None:
         warm = _without_overlaps(structure, occupancy, warm)
     results, discarded = relax_in_one_basin(engine, structure, occupancy, [m * delta_a for m in STATES],
-                                            max_nonaffine_a, basin_restarts, warm, done, on_state)
+                                            max_nonaffine_a, basin_restarts, warm, done, on_state, in_flight)
     for r in results:
         log.debug("state u = %+.4g Å: %s after %d iterations, %d force evaluations, |F| = %.2g eV/Å, %.2f s",
                  r.u_a, r.stop_reason, r.iterations, r.force_evaluations, r.fnorm_ev_per_a, r.wall_s)

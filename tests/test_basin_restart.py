@@ -32,7 +32,7 @@ class TwoBasins:
     def _in_b(self, positions):
         return np.linalg.norm(positions[self.hopper] - self.structure.positions_a[self.hopper]) > 1.0
 
-    def relax(self, structure, occupancy, states_a, warm=None, done=(), on_state=None):
+    def relax(self, structure, occupancy, states_a, warm=None, done=(), on_state=None, in_flight=None):
         results = list(done)
         for n in range(len(done), len(states_a)):
             u = float(states_a[n])

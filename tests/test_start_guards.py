@@ -120,7 +120,7 @@ def test_a_collapsed_relaxation_is_an_error_not_a_stiffness(beam):
     occ = np.ones(beam.n_sites, bool)
 
     class Collapsing(HarmonicEngine):
-        def relax(self, structure, occupancy, states_a, warm=None, done=(), on_state=None):
+        def relax(self, structure, occupancy, states_a, warm=None, done=(), on_state=None, in_flight=None):
             results = super().relax(structure, occupancy, states_a, warm)
             energy = -2.0 * COLLAPSE_EV_PER_ATOM * results[1].n_atoms
             return [results[0], dataclasses.replace(results[1], engine_energy_ev=energy), results[2]]
