@@ -76,7 +76,11 @@ def test_interrupted_campaign_resumes_to_the_same_results(smoke, tmp_path):
     root = tmp_path / "smoke"
     assert run_cli("campaign", "plan", str(SMOKE), "-o", str(root)).returncode == 0
     cmd = [sys.executable, "-m", "nanoto_driver", "campaign", "run", str(root), "--workers", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child: a shell starts background jobs with SIGINT ignored, which
+    # the child would inherit (Python then installs no KeyboardInterrupt), so a test suite started
+    # with `&` would see the campaign run to its end
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     designs = open_campaign(root).designs
     deadline = time.monotonic() + 120
     # interrupt as soon as a trunk has stored an iteration: designs are then in flight (a
