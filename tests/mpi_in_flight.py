@@ -16,8 +16,6 @@ import json
 import sys
 from pathlib import Path
 
-from mpi4py import MPI
-
 from nanoto_driver import engine_lammps
 from nanoto_driver.config import load_config
 from nanoto_driver.design import initial_occupancy
@@ -89,6 +87,8 @@ class Resumed(StateCheckpoint):
 
 
 def main(mode: str, folder: Path, state: int) -> int:
+    from mpi4py import MPI  # here, not at the top: test_in_flight.py imports this module without MPI
+
     engine_lammps.IN_FLIGHT_EVERY_S = 0.0  # keep after every cycle
     ran: list[int] = []  # CG iterations each state ran in this process
     engine_lammps.LammpsEngine._minimize_in_cycles = count_cg_iterations(ran)  # type: ignore[method-assign]
