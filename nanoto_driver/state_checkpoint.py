@@ -86,7 +86,9 @@ class StateCheckpoint:
             scalars.append(fields)
         arrays["scalars"] = np.array(json.dumps(scalars))
         _write_atomically(self.path, **arrays)
-        self.in_flight_path.unlink(missing_ok=True)  # after the write: a kill in between keeps one or the other
+        # after the write: a kill in between leaves the progress of this state behind, keyed to its place,
+        # which no longer matches and is removed on the next read
+        self.in_flight_path.unlink(missing_ok=True)
 
     def clear(self) -> None:
         if self.rank == 0:
