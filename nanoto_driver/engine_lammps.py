@@ -165,22 +165,23 @@ class LammpsEngine:
         self._ensure_setup(structure)
         ids = np.flatnonzero(occupancy) + 1
         results: list[RelaxResult] = list(done)
-        in_cycles = bool(self.coarse_every) and structure.load_mode == "group"
+        # only a relaxation in cycles has a point between cycles to keep and resume
+        store = in_flight if self.coarse_every and structure.load_mode == "group" else None
         for n in range(len(done), len(states_a)):
             u_a = float(states_a[n])
-            guess, displaced = structure.positions_a if warm is None else warm.positions_a, False
             if n > 0:
                 reset = box_reset_command(structure)
                 if reset:  # back to the reference box before placing atoms in it
                     self._lmp.command(reset)
-                guess, displaced = first_guess(structure, states_a, n, results, warm)
-            resumed = in_flight.in_flight(u_a) if in_flight is not None and in_cycles else None
+            resumed = store.in_flight(u_a) if store is not None else None
             if resumed is not None:  # the positions carry the displacement already
                 guess, displaced = empty_to_lattice(structure, occupancy, structure.positions_a), True
                 guess[ids - 1] = resumed.positions_a
-            keep = None
-            if in_flight is not None and in_cycles:
-                keep = partial(in_flight.keep_in_flight, u_a)
+            elif n > 0:
+                guess, displaced = first_guess(structure, states_a, n, results, warm)
+            else:
+                guess, displaced = structure.positions_a if warm is None else warm.positions_a, False
+            keep = partial(store.keep_in_flight, u_a) if store is not None else None
             # every state starts from freshly created atoms in one fixed order, so a state
             # relaxed after a resume sees exactly what it would have seen in one go (LAMMPS
             # sorts atoms in memory during long minimizations, which changes round-off)
