@@ -133,6 +133,7 @@ class LammpsEngine:
         self._coarse_s = self._solve_s = 0.0  # time in the corrections of the state being relaxed, in their solves (s)
         self._t0 = self._lammps0 = 0.0  # perf_counter and LAMMPS-call clock when that state started (s)
         self._preconditioner: tuple[Any, Any] = (None, None)  # (design key, SpringPreconditioner) on rank 0
+        self._bonds: tuple[Any, Any] = (None, None)  # (design key, bond rows) on every rank
         self._tmp = tempfile.TemporaryDirectory(prefix="nanoto-lammps-") if self.rank == 0 else None
         self._log = self._bcast(str(Path(self._tmp.name) / "state.log") if self._tmp else None)
 
@@ -328,13 +329,14 @@ class LammpsEngine:
         lowers the energy, else try it at BACKTRACK, else undo it. Returns (kept, force
         evaluations: 4, or 5 with the backtrack; 3 when g vanishes, 2 when the line step along d is
         uphill, 1 when d = 0)."""
-        from .coarse import MAX_MOVE_A, limit_move, subspace_step
+        from .coarse import MAX_BOND_CHANGE_A, MAX_MOVE_A, limit_bond_change, limit_move, subspace_step
 
         lmp = self._lmp
         lmp.command("run 0 post no")
         energy, evaluations = float(lmp.get_thermo("pe")), 1
         x, f = self._gather("x", 3, ids), self._gather("f", 3, ids)
         t0 = time.perf_counter()
+        ends = self._bond_ends(structure, occupancy)
         d = self._bcast(self._direction(structure, occupancy, ids, f) if self.rank == 0 else None)
         self._solve_s += time.perf_counter() - t0
         move, basis, products = None, [d], []
@@ -351,7 +353,7 @@ class LammpsEngine:
             # the forces this move would leave (g = f - s H d after the line step): large where d is wrong
             basis.append(f - sum(ci * hv for ci, hv in zip(c, products, strict=True)))
         if move is not None:
-            move = limit_move(move, MAX_MOVE_A)
+            move = limit_bond_change(limit_move(move, MAX_MOVE_A), ends, MAX_BOND_CHANGE_A)
         for trial in (move, BACKTRACK * move) if move is not None else ():
             self._scatter_x(ids, x + trial)
             lmp.command(FORCE_AGAIN)
@@ -385,6 +387,17 @@ class LammpsEngine:
         full = np.zeros((structure.n_sites, 3))
         full[ids - 1] = forces
         return self._preconditioner[1].direction(full)[ids - 1]
+
+    def _bond_ends(self, structure: Structure, occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The design's first-neighbour bonds as rows of ``ids`` (coarse.bond_rows), kept for its
+        other states; every rank holds them, as every rank holds the move they bound."""
+        from .coarse import bond_rows
+        from .state_checkpoint import occupancy_key
+
+        key = (id(structure), occupancy_key(0, occupancy))
+        if self._bonds[0] != key:
+            self._bonds = (key, bond_rows(structure, occupancy))
+        return self._bonds[1]
 
     def _scatter_x(self, ids: np.ndarray, positions: np.ndarray) -> None:
         """Set the positions (len(ids), 3) Å of atoms ``ids``."""

@@ -219,7 +219,10 @@ class _FakeLammps:
         self.x = np.ctypeslib.as_array(buffer).reshape(self.x.shape).copy()
 
 
-def _engine_on(fake, direction, every=4):
+NO_BONDS = (np.zeros(0, int), np.zeros(0, int))
+
+
+def _engine_on(fake, direction, every=4, bonds_between=NO_BONDS):
     from nanoto_driver.engine_lammps import CORRECTION_VECTORS, LammpsEngine
     from nanoto_driver.lammps_text import ScriptSettings
 
@@ -228,6 +231,7 @@ def _engine_on(fake, direction, every=4):
     engine._solve_s, engine.correction_vectors = 0.0, CORRECTION_VECTORS
     engine.settings = ScriptSettings(maxiter=1000)
     engine._direction = lambda structure, occupancy, ids, f: direction(f)
+    engine._bond_ends = lambda structure, occupancy: bonds_between
     return engine
 
 
@@ -263,7 +267,8 @@ def test_a_correction_moves_no_atom_farther_than_the_trust_length():
     from nanoto_driver.coarse import MAX_MOVE_A, limit_move
 
     fake = _FakeLammps(np.zeros((4, 3)), quartic=0.0, tilt=10.0, stop_after=10**6)
-    engine = _engine_on(fake, lambda f: f)
+    # bonded in pairs: the move is a rigid translation, which changes no bond and is not bounded by them
+    engine = _engine_on(fake, lambda f: f, bonds_between=(np.array([0, 2]), np.array([1, 3])))
     e0 = fake.get_thermo("pe")
     kept, _ = engine._coarse_correction(None, None, np.arange(1, 5))
     assert kept and fake.get_thermo("pe") < e0
@@ -271,6 +276,38 @@ def test_a_correction_moves_no_atom_farther_than_the_trust_length():
     assert np.allclose(fake.x, MAX_MOVE_A / np.sqrt(3.0))  # the exact step's direction, shortened
     small = np.full((2, 3), 0.1)
     assert limit_move(small, MAX_MOVE_A) is small  # a move within the length is left alone
+
+
+def test_a_correction_changes_no_bond_by_more_than_a_cg_step():
+    # E = Σ ½ x²: atom 0 starts 0.5 Å off in every direction, its bonded neighbour 1 at rest. The
+    # exact step takes atom 0 home, a bond change of 0.87 Å; the correction goes the same way until
+    # the bond has changed by MAX_BOND_CHANGE_A, and that lowers the energy, so it is kept
+    from nanoto_driver.coarse import MAX_BOND_CHANGE_A, limit_bond_change
+
+    x0 = np.zeros((4, 3))
+    x0[0] = 0.5
+    fake = _FakeLammps(x0, quartic=0.0, tilt=0.0, stop_after=10**6)
+    engine = _engine_on(fake, lambda f: f, bonds_between=(np.array([0, 2]), np.array([1, 3])))
+    e0 = fake.get_thermo("pe")
+    kept, _ = engine._coarse_correction(None, None, np.arange(1, 5))
+    assert kept and fake.get_thermo("pe") < e0
+    assert np.isclose(np.linalg.norm(fake.x[0] - fake.x[1]), np.linalg.norm(x0[0]) - MAX_BOND_CHANGE_A)
+    assert np.allclose(fake.x[0], 0.5 - MAX_BOND_CHANGE_A / np.sqrt(3.0))  # towards home, shortened
+    assert np.allclose(fake.x[1:], 0.0)
+    small = np.full((2, 3), 0.05)
+    assert limit_bond_change(small, (np.array([0]), np.array([1])), MAX_BOND_CHANGE_A) is small
+
+
+def test_bond_rows_are_the_first_neighbour_bonds_of_the_atoms_in_site_order():
+    from nanoto_driver.coarse import bond_rows
+
+    s = _cantilever()
+    occ = np.ones(s.n_sites, bool)
+    occ[::7] = False  # some empty sites
+    i, j = bond_rows(s, occ)
+    si, sj, _ = bonds(s, occ)
+    sites = np.flatnonzero(occ)
+    assert np.array_equal(sites[i], si) and np.array_equal(sites[j], sj)
 
 
 def test_undone_corrections_end_the_cycle_after_three_in_a_row():
