@@ -1,16 +1,25 @@
-"""The coarse correction's step: the line step along d against the two-vector step over span{d, g}.
+"""Variants of the two-level relaxation's correction on the same designs, from the same warm start.
 
-For designs k of a finished run, design k-1 is relaxed first (0, +δ, -δ, default step) to
-give the warm start a run would use; then design k is relaxed warm from it twice, with
-the correction's step over one vector (d = K_s^-1 f, the exact line step) and over two
-(d and g = f - s H d, the default ``engine_lammps.CORRECTION_VECTORS``), set through the
-engine's ``correction_vectors``. Both start from the same positions. Prints force
-evaluations per state, wall time, time in the multigrid solves, and K_sym of each with
-their relative difference. Force evaluations are counts (one run suffices); the wall
-time depends on the load of the machine.
+For designs k of a run, design k-1 is relaxed first (0, +δ, -δ, the run's config) to give
+the warm start a run would use; then design k is relaxed warm from it once per variant:
 
-    python bench/correction.py runs/scale_c3/1e5_1r/run.h5 --iterations 1 2 \
-        --set minimizer.coarse_every=8 --set minimizer.accept_fmax_ev_per_a=1e-3
+    two-vector  the default: the step over span{d, g}, d = K_s^-1 f, g = f - s H d, no atom
+                moved farther than coarse.MAX_MOVE_A, no bond changed by more than
+                coarse.MAX_BOND_CHANGE_A
+    line        the exact line step along d alone (engine.correction_vectors = 1)
+    unbounded   two-vector without the bond bound (the code before 2026-12-06)
+    plain       no correction: LAMMPS' CG alone (coarse_every 0), the reference minimum
+
+Prints, per variant, force evaluations per state, wall time, time in the multigrid solves,
+K_sym, the energy of each state against the first variant's, and how many atoms ended more
+than 1 Å from where u = 0 started (atoms that hopped: a reconstruction). Force evaluations
+and energies are counts and numbers (one run suffices); the wall time depends on the load
+of the machine. k may be the run's last iteration + 1: the design its state group holds
+next (a run stopped after its BESO step).
+
+    python bench/correction.py runs/ab1e5/run.h5 --iterations 1 --variants plain unbounded two-vector \
+        --json docs/figures/correction_bound_1e5.json
+    python bench/correction.py runs/scale_c3/1e5_1r/run.h5 --iterations 2 --variants line two-vector
 """
 
 from __future__ import annotations
@@ -18,16 +27,44 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import h5py
+import numpy as np
 from warm_start import design_pairs, run_config  # bench/ is on the path of a bench script
 
-from nanoto_driver import engine_lammps, runfile
+from nanoto_driver import coarse, runfile
 from nanoto_driver.engine import WarmStart
 from nanoto_driver.evaluate import open_problem
 from nanoto_driver.stiffness import StiffnessResult, symmetric_curvature
 
-VARIANTS = {"line": 1, "two-vector": 2}
+HOPPED_A = 1.0  # an atom farther than this from where u = 0 started has left its site's basin
+
+
+@contextmanager
+def _attribute(obj: Any, name: str, value: Any) -> Iterator[None]:
+    saved = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, saved)
+
+
+def variant(name: str, engine: Any) -> Any:
+    """The context in which ``engine`` relaxes as variant ``name``."""
+    if name == "line":
+        return _attribute(engine, "correction_vectors", 1)
+    if name == "unbounded":
+        return _attribute(coarse, "MAX_BOND_CHANGE_A", np.inf)
+    if name == "plain":
+        return _attribute(engine, "coarse_every", 0)
+    return _attribute(engine, "coarse_every", engine.coarse_every)  # two-vector: as configured
+
+
+VARIANTS = ("two-vector", "line", "unbounded", "plain")
 
 
 def relax(problem: Any, occupancy: Any, warm: WarmStart | None = None) -> StiffnessResult:
@@ -36,26 +73,38 @@ def relax(problem: Any, occupancy: Any, warm: WarmStart | None = None) -> Stiffn
                                basin_restarts=mini.basin_restarts)
 
 
-def measure(problem: Any, occ_prev: Any, occ: Any) -> dict[str, dict[str, Any]]:
-    """Design ``occ`` relaxed warm from ``occ_prev`` with each variant of the step."""
+def measure(problem: Any, occ_prev: Any, occ: Any, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Design ``occ`` relaxed warm from ``occ_prev`` with each variant."""
     prev = relax(problem, occ_prev)
     warm = WarmStart(prev.relaxed[0].positions_a, prev.response_a)
     rows = {}
-    for name, vectors in VARIANTS.items():
-        problem.engine.correction_vectors = vectors
-        t0 = time.perf_counter()
-        r = relax(problem, occ, warm)
+    for name in names:
+        with variant(name, problem.engine):
+            t0 = time.perf_counter()
+            r = relax(problem, occ, warm)
+        moved = np.linalg.norm(r.relaxed[0].positions_a[occ] - warm.positions_a[occ], axis=1)
         rows[name] = {"force_evaluations": [st.force_evaluations for st in r.states],
                       "total": r.force_evaluations, "wall_s": time.perf_counter() - t0,
-                      "solve_s": r.solve_s, "k_sym": r.k_sym_ev_per_a2, "basin_restarts": r.basin_restarts}
-    problem.engine.correction_vectors = engine_lammps.CORRECTION_VECTORS
+                      "solve_s": r.solve_s, "k_sym": r.k_sym_ev_per_a2, "basin_restarts": r.basin_restarts,
+                      "energies_ev": [st.engine_energy_ev for st in r.relaxed],
+                      "hopped_atoms": int((moved > HOPPED_A).sum())}
     return rows
+
+
+def designs(run: str) -> np.ndarray:
+    """(n, n_sites) designs of a run: its iterations, then the next one if its state group holds it."""
+    occupancy = runfile.read_iterations(run)["occupancy"].astype(bool)
+    with h5py.File(run, "r") as f:
+        if "state" in f and "occupancy" in f["state"]:
+            occupancy = np.vstack([occupancy, f["state/occupancy"][:].astype(bool)[None]])
+    return occupancy
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run", help="a run file (run.h5) made with the in-process LAMMPS engine")
     ap.add_argument("--iterations", type=int, nargs="+", default=[1])
+    ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=["plain", "unbounded", "two-vector"])
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of the run's config (e.g. minimizer.coarse_every=8)")
     ap.add_argument("--json", help="also write the rows here")
@@ -63,21 +112,21 @@ def main() -> None:
     config = run_config(args.run, args.set)
     if not config.minimizer.coarse_every:
         raise SystemExit("the run has no coarse correction: add --set minimizer.coarse_every=8")
-    occupancy = runfile.read_iterations(args.run)["occupancy"].astype(bool)
+    occupancy = designs(args.run)
     problem = open_problem(config)
     print(f"{args.run}: {config.name}, {problem.structure.n_sites} sites")
-    print(f"{'k':>3} {'step':>10} {'FE (0, +δ, -δ)':>18} {'total':>6} {'wall s':>7} {'solve s':>7} {'K_sym':>10}")
+    print(f"{'k':>3} {'variant':>10} {'FE (0, +δ, -δ)':>18} {'total':>6} {'wall s':>7} {'solve s':>7} "
+          f"{'K_sym':>10} {'dK/K':>8} {'E - E_first (eV) at 0, +δ, -δ':>34} {'hopped':>6}")
     rows = []
     try:
         for k, previous, design in design_pairs(occupancy, args.iterations):
-            r = measure(problem, previous, design)
+            r = measure(problem, previous, design, args.variants)
+            first = r[args.variants[0]]
             for name, row in r.items():
+                de = ", ".join(f"{e - e0:+.1e}" for e, e0 in zip(row["energies_ev"], first["energies_ev"], strict=True))
                 print(f"{k:>3} {name:>10} {str(row['force_evaluations']):>18} {row['total']:>6} "
-                      f"{row['wall_s']:>7.1f} {row['solve_s']:>7.1f} {row['k_sym']:>10.6f}")
-            line, two = r["line"], r["two-vector"]
-            print(f"    line / two-vector: force evaluations {line['total'] / two['total']:.2f}x, wall "
-                  f"{line['wall_s'] / two['wall_s']:.2f}x, K_sym differs by "
-                  f"{abs(line['k_sym'] - two['k_sym']) / two['k_sym']:.1e}")
+                      f"{row['wall_s']:>7.1f} {row['solve_s']:>7.1f} {row['k_sym']:>10.6f} "
+                      f"{(row['k_sym'] - first['k_sym']) / first['k_sym']:>8.1e} {de:>34} {row['hopped_atoms']:>6}")
             rows.append({"k": k, **r})
     finally:
         problem.engine.close()
