@@ -31,11 +31,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import h5py
 import numpy as np
-from warm_start import design_pairs, run_config  # bench/ is on the path of a bench script
+from warm_start import design_pairs, designs, run_config  # bench/ is on the path of a bench script
 
-from nanoto_driver import coarse, runfile
+from nanoto_driver import coarse
 from nanoto_driver.engine import WarmStart
 from nanoto_driver.evaluate import open_problem
 from nanoto_driver.stiffness import StiffnessResult, symmetric_curvature
@@ -89,15 +88,6 @@ def measure(problem: Any, occ_prev: Any, occ: Any, names: list[str]) -> dict[str
                       "energies_ev": [st.engine_energy_ev for st in r.relaxed],
                       "hopped_atoms": int((moved > HOPPED_A).sum())}
     return rows
-
-
-def designs(run: str) -> np.ndarray:
-    """(n, n_sites) designs of a run: its iterations, then the next one if its state group holds it."""
-    occupancy = runfile.read_iterations(run)["occupancy"].astype(bool)
-    with h5py.File(run, "r") as f:
-        if "state" in f and "occupancy" in f["state"]:
-            occupancy = np.vstack([occupancy, f["state/occupancy"][:].astype(bool)[None]])
-    return occupancy
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ iteration k is relaxed at (0, +δ, -δ) three ways with the run's own config and
 Design k-1 is relaxed first (batch) to give the warm start. Prints force evaluations per
 iteration, ratios cold/warm and batch/warm, K_sym of each and their relative spread.
 Each figure is a count, not a time, so one repeat suffices; K_sym must agree within 1e-4.
+k may also be the run's last iteration + 1: the design its state group holds next (a run
+stopped after a BESO step).
 
     python bench/warm_start.py runs/demo/run.h5 --iterations 5 10 20 30
 """
@@ -24,6 +26,7 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import h5py
 import numpy as np
 
 from nanoto_driver import runfile
@@ -69,6 +72,16 @@ def run_config(run: str, sets: Sequence[str]) -> Any:
     return build_config(merge_trees(config.model_dump(mode="json"), parse_overrides(list(sets))))
 
 
+def designs(run: str) -> np.ndarray:
+    """(n, n_sites) designs of a run: its iterations, then the next one if its state group holds it
+    (a run stopped after a BESO step)."""
+    occupancy = runfile.read_iterations(run)["occupancy"].astype(bool)
+    with h5py.File(run, "r") as f:
+        if "state" in f and "occupancy" in f["state"]:
+            occupancy = np.vstack([occupancy, f["state/occupancy"][:].astype(bool)[None]])
+    return occupancy
+
+
 def design_pairs(occupancy: np.ndarray, iterations: Sequence[int]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(k, design k-1, design k) for each requested k of a run's (n_iterations, n_sites) occupancy."""
     for k in iterations:
@@ -79,14 +92,14 @@ def design_pairs(occupancy: np.ndarray, iterations: Sequence[int]) -> Iterator[t
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("run", help="a run file (run.h5) with at least two iterations")
+    ap.add_argument("run", help="a run file (run.h5) with at least two designs (iterations, or the next one)")
     ap.add_argument("--iterations", type=int, nargs="+", default=[5, 10, 20])
     ap.add_argument("--json", help="also write the rows here")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of the run's config (e.g. minimizer.norm=max)")
     args = ap.parse_args()
     config = run_config(args.run, args.set)
-    occupancy = runfile.read_iterations(args.run)["occupancy"].astype(bool)
+    occupancy = designs(args.run)
     problem = open_problem(config)
     print(f"{args.run}: {config.name}, {problem.structure.n_sites} sites, engine {config.engine.name}")
     print(f"{'k':>4} {'atoms':>7} {'cold':>7} {'batch':>7} {'warm':>7} {'cold/warm':>9} {'batch/warm':>10}"
