@@ -104,6 +104,13 @@ def lammps_error(err: Exception, u_a: float) -> Exception:
     return EngineError(f"LAMMPS failed at u = {u_a:g} Å: {text}")
 
 
+def _design_key(structure: Structure, occupancy: np.ndarray) -> tuple[int, str]:
+    """What the per-design caches (multigrid hierarchy, bond rows) are kept under."""
+    from .state_checkpoint import occupancy_key
+
+    return id(structure), occupancy_key(0, occupancy)
+
+
 def _c_ids(ids: np.ndarray) -> ctypes.Array:
     """Atom ids as a ctypes int array sharing a fresh int32 buffer (kept alive by the array)."""
     buffer = np.ascontiguousarray(ids, dtype=np.int32)
@@ -325,8 +332,9 @@ class LammpsEngine:
                            ids: np.ndarray) -> tuple[bool, int]:
         """Move the atoms by the minimizer of the energy's quadratic model over span{d, g}:
         d = K_s^-1 f the spring-network response to the residual forces, g = f - s H d the
-        forces the exact line step s along d would leave (coarse.py). Keep the move if it
-        lowers the energy, else try it at BACKTRACK, else undo it. Returns (kept, force
+        forces the exact line step s along d would leave (coarse.py), shortened so that no atom
+        moves farther than MAX_MOVE_A and no bond changes by more than MAX_BOND_CHANGE_A. Keep
+        the move if it lowers the energy, else try it at BACKTRACK, else undo it. Returns (kept, force
         evaluations: 4, or 5 with the backtrack; 3 when g vanishes, 2 when the line step along d is
         uphill, 1 when d = 0)."""
         from .coarse import MAX_BOND_CHANGE_A, MAX_MOVE_A, limit_bond_change, limit_move, subspace_step
@@ -378,9 +386,8 @@ class LammpsEngine:
         """(len(ids), 3) spring-network response to ``forces`` (rows in ``ids`` order); the
         multigrid hierarchy is built once per design and kept for its other states."""
         from .coarse import SpringPreconditioner
-        from .state_checkpoint import occupancy_key
 
-        key = (id(structure), occupancy_key(0, occupancy))
+        key = _design_key(structure, occupancy)
         if self._preconditioner[0] != key:
             self._preconditioner = (None, None)  # free the old hierarchy before building the new one
             self._preconditioner = (key, SpringPreconditioner(structure, occupancy))
@@ -392,9 +399,8 @@ class LammpsEngine:
         """The design's first-neighbour bonds as rows of ``ids`` (coarse.bond_rows), kept for its
         other states; every rank holds them, as every rank holds the move they bound."""
         from .coarse import bond_rows
-        from .state_checkpoint import occupancy_key
 
-        key = (id(structure), occupancy_key(0, occupancy))
+        key = _design_key(structure, occupancy)
         if self._bonds[0] != key:
             self._bonds = (key, bond_rows(structure, occupancy))
         return self._bonds[1]
