@@ -86,12 +86,13 @@ def test_failed_design_is_reported_and_resubmit_takes_only_it(slurm, lammps_ok, 
     assert len(read_submissions(open_campaign(root))) == 2
 
 
-# A design of ~45 s on 2 ranks (40 iterations of ~1.1 s): longer than the ~0-30 s a run gets
-# before its signal, so the time limit must stop it at least once.
+# A design that must outlast the 0-30 s a run gets before its signal, so that the time limit stops
+# it at least once: 90 iterations of 0.6-1.1 s on 2 ranks, and a tolerance no window meets, so
+# that it runs all 90. (40 iterations took 26 s on a fast machine and ended before the signal.)
 LONG = {"name": "requeue",
         "config": {"domain": {"load_case": "cantilever", "cells": [24, 12, 1], "thickness": "periodic"},
-                   "optimizer": {"evolution_rate": 0.03, "window": 3, "max_iterations": 40,
-                                 "volume_fraction": 0.5},
+                   "optimizer": {"evolution_rate": 0.03, "window": 3, "max_iterations": 90,
+                                 "tolerance": 1e-12, "volume_fraction": 0.5},
                    "filter": {"shells": 2}}}
 
 
