@@ -93,6 +93,11 @@ class MinimizerConfig(_Section):
         0, ge=0, description="0: plain CG. N > 0: every N CG iterations, move the atoms along the "
         "spring-network response to the residual forces (a two-level relaxation whose force evaluations "
         "do not grow with the length of the structure; lammps engine, group loading; docs/optimizer.md)")
+    energy_gauge: bool = Field(
+        False, description="lammps engine, one-element eam/alloy or eam/fs: run LAMMPS on a gauge-shifted "
+        "copy of the potential (F + kρ + c, φ - 2kf: the same forces and energy differences, each atom's "
+        "energy near zero), so that the round-off of LAMMPS' energy sum, which grows as atoms^1.5, no "
+        "longer stops CG's line search above the force tolerance (nanoto_driver/eam_gauge.py)")
     basin_restarts: int = Field(
         2, ge=0, description="when a displaced state leaves the basin of the u = 0 relaxation (a bond "
         "changes by more than max_nonaffine_a), relax the batch again from the basin it fell into, at most "
@@ -222,7 +227,7 @@ def canonical_json(config: RunConfig) -> str:
 
 #: keys added after run files and campaigns existed: left out of ``canonical_json`` at their default
 ADDED_LATER = (("minimizer", "norm", "two"), ("minimizer", "basin_restarts", 2), ("minimizer", "coarse_every", 0),
-               ("minimizer", "dmax_a", 0.1))
+               ("minimizer", "dmax_a", 0.1), ("minimizer", "energy_gauge", False))
 
 
 def config_hash(config: RunConfig) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 
 from .config import RunConfig
 from .engine import InFlightState, InFlightStore, RelaxResult, WarmStart, empty_to_lattice, first_guess
-from .errors import DisplacementError, EngineError, RelaxationError
+from .errors import DisplacementError, EngineError, PotentialError, RelaxationError
 from .lammps_runtime import TimedHandle, mpi_comm, new_instance
 from .lammps_text import (
     ScriptSettings,
@@ -143,6 +143,29 @@ class LammpsEngine:
         self._bonds: tuple[Any, Any] = (None, None)  # (design key, bond rows) on every rank
         self._tmp = tempfile.TemporaryDirectory(prefix="nanoto-lammps-") if self.rank == 0 else None
         self._log = self._bcast(str(Path(self._tmp.name) / "state.log") if self._tmp else None)
+        #: eV each atom's LAMMPS energy carries on top of the potential's own (minimizer.energy_gauge)
+        self._gauge_ev = 0.0
+        if config.minimizer.energy_gauge:
+            self._use_gauged_potential()
+
+    def _use_gauged_potential(self) -> None:
+        """LAMMPS reads a gauge-shifted copy of the potential (eam_gauge.py), written by rank 0."""
+        from dataclasses import replace
+
+        from .eam_gauge import write_gauged
+
+        gauged = Path(self._log).with_name("gauged_" + self.potential.path.name)
+        shift: float | PotentialError | None = None
+        if self.rank == 0:
+            try:
+                shift = write_gauged(self.potential, gauged)
+            except PotentialError as err:  # raised on every rank below, not left waiting in a bcast
+                shift = err
+        shift = self._bcast(shift)
+        if isinstance(shift, PotentialError):
+            raise shift
+        self._gauge_ev = float(shift)  # type: ignore[arg-type]
+        self.potential = replace(self.potential, path=gauged)
 
     # -- MPI helpers ---------------------------------------------------------
     def _bcast(self, value: Any) -> Any:
@@ -321,12 +344,16 @@ class LammpsEngine:
     def _in_flight_state(self, ids: np.ndarray, iterations: int, failed: int, correction_fe: int) -> InFlightState:
         """The progress of the state being relaxed, right after a cycle's CG (collective)."""
         lmp = self._lmp
-        energy, fmax = float(lmp.get_thermo("pe")), float(lmp.get_thermo("fmax"))
+        energy, fmax = self._total_energy(), float(lmp.get_thermo("fmax"))
         positions = self._gather("x", 3, ids)
         lmp.command(f"log {self._log} append")  # reopening the log writes out what LAMMPS buffered
         text = Path(self._log).read_text() if self.rank == 0 else ""
         return InFlightState(positions, text, iterations, failed, correction_fe, time.perf_counter() - self._t0,
                              lmp.seconds - self._lammps0, self._coarse_s, self._solve_s, energy, fmax)
+
+    def _total_energy(self) -> float:
+        """LAMMPS' current pe, less the gauge's shift (eV)."""
+        return float(self._lmp.get_thermo("pe")) - self._gauge_ev * int(self._lmp.get_natoms())
 
     def _coarse_correction(self, structure: Structure, occupancy: np.ndarray,
                            ids: np.ndarray) -> tuple[bool, int]:
@@ -451,13 +478,14 @@ class LammpsEngine:
             raise lammps_error(err, u_a) from None
         report = self._bcast(parse_log(Path(self._log).read_text())[0] if self.rank == 0 else None)
         site_e = np.zeros(structure.n_sites)
-        site_e[ids - 1] = energies
+        site_e[ids - 1] = energies - self._gauge_ev
         full = empty_to_lattice(structure, occupancy, structure.positions_a)
         full[ids - 1] = positions
         full = unwrap_near(full, structure.positions_a + structure.affine_displacement_a(u_a),
                            structure.periodic, box_lengths)
         return RelaxResult(
-            u_a=u_a, site_energies_ev=site_e, positions_a=full, engine_energy_ev=report.pe_ev,
+            u_a=u_a, site_energies_ev=site_e, positions_a=full,
+            engine_energy_ev=report.pe_ev - self._gauge_ev * report.natoms,
             reaction_ev_per_a=report.reaction_ev_per_a,
             converged=is_converged(report.stats.stop_reason, report.fmax_ev_per_a, self.settings),
             stop_reason=report.stats.stop_reason, iterations=report.stats.iterations,

@@ -44,6 +44,8 @@ class LammpsExeEngine:
         if config.minimizer.coarse_every:
             raise ConfigError("minimizer.coarse_every needs the in-process engine (engine.name: lammps): "
                               "the coarse correction moves atoms between CG cycles from Python")
+        if config.minimizer.energy_gauge:
+            raise ConfigError("minimizer.energy_gauge needs the in-process engine (engine.name: lammps)")
         self.config = config
         self.potential = potential
         self.settings = settings_from(config)
