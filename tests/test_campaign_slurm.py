@@ -27,14 +27,15 @@ def slurm() -> None:
     require_slurm()
 
 
-def submit(root: Path, *args: str, command: str = "submit", profile: Path = PROFILE) -> list[dict]:
+def submit(root: Path, *args: str, command: str = "submit", profile: Path = PROFILE,
+           timeout_s: float = 600) -> list[dict]:
     """``nanoto campaign submit|resubmit``; wait for its array(s) and collector; return the new records."""
     before = len(json.loads((root / "slurm" / "submissions.json").read_text())) if (
         root / "slurm" / "submissions.json").is_file() else 0
     proc = run_cli("campaign", command, str(root), "--profile", str(profile), *args)
     assert proc.returncode == 0, proc.stderr
     records = json.loads((root / "slurm" / "submissions.json").read_text())[before:]
-    wait_for_jobs([r["job_id"] for r in records], timeout_s=600)
+    wait_for_jobs([r["job_id"] for r in records], timeout_s=timeout_s)
     return records
 
 
@@ -96,6 +97,9 @@ LONG = {"name": "requeue",
                    "filter": {"shells": 2}}}
 
 
+# ~2 min on a quiet machine; on one busy with another run each requeued piece gets fewer iterations
+# done before its signal (the reference plus 9 pieces took over 600 s there)
+@pytest.mark.timeout(1800)
 def test_time_limit_requeues_and_the_result_equals_an_uninterrupted_run(slurm, lammps_ok, tmp_path):
     # Slurm checks time limits every 30 s: with --time=1 and --signal=B:USR1@30 the signal comes at the
     # first check, 0-30 s after the start (facts in .ci/slurm/start.sh); the task saves the iteration
@@ -111,7 +115,7 @@ def test_time_limit_requeues_and_the_result_equals_an_uninterrupted_run(slurm, l
     proc = run_cli("campaign", "run", str(reference), "--workers", "1", "--ranks", "2")
     assert proc.returncode == 0, proc.stderr
 
-    records = submit(root, profile=profile)
+    records = submit(root, profile=profile, timeout_s=1500)
     job = f"{records[0]['job_id']}_0"
     design = open_campaign(root).design(0)
     task = json.loads(design.task_path.read_text())
