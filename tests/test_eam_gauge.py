@@ -92,8 +92,11 @@ def test_the_gauge_cuts_the_round_off_of_the_energy_sum(lammps_ok, tmp_path):
 
 
 @pytest.mark.lammps
-def test_a_gauged_evaluation_gives_the_same_stiffness_and_energies(lammps_ok):
-    sets = ["domain.cells=[12, 6, 3]"]
+@pytest.mark.parametrize("empty_sites", ["delete", "type"])
+def test_a_gauged_evaluation_gives_the_same_stiffness_and_energies(lammps_ok, empty_sites):
+    # a hole of 2 x 2 x 3 cells: with empty_sites type its 48 sites are atoms in no pair, whose
+    # energy F(0) + c the engine takes off like every other atom's c
+    sets = ["domain.cells=[12, 6, 3]", "design.remove_cells=[[5, 7, 2, 4, 0, 3]]", f"engine.empty_sites={empty_sites}"]
     plain, gauged = evaluate_json(DEMO, *sets), evaluate_json(DEMO, *sets, "minimizer.energy_gauge=true")
     assert gauged["k_sym_ev_per_a2"] == pytest.approx(plain["k_sym_ev_per_a2"], rel=1e-8)  # measured 1.8e-10
     for a, b in zip(plain["states"], gauged["states"], strict=True):
