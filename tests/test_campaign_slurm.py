@@ -97,8 +97,9 @@ LONG = {"name": "requeue",
                    "filter": {"shells": 2}}}
 
 
-# ~2 min on a quiet machine; on one busy with another run each requeued piece gets fewer iterations
-# done before its signal (the reference and the requeued pieces took over 600 s there)
+# about 2-3 min on a quiet machine (estimated: 55 s of reference, 55 s of pieces); on a machine busy
+# with another run each requeued piece gets fewer iterations done before its signal (the reference
+# and the requeued pieces took over 600 s there)
 @pytest.mark.timeout(1800)
 def test_time_limit_requeues_and_the_result_equals_an_uninterrupted_run(slurm, lammps_ok, tmp_path):
     # Slurm checks time limits every 30 s: with --time=1 and --signal=B:USR1@30 the signal comes at the
