@@ -42,9 +42,6 @@ def read_tables(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarr
     """
     lines = path.read_text().splitlines()
     try:
-        if int(lines[3].split()[0]) != 1:
-            raise PotentialError(f"{path.name} has more than one element; minimizer.energy_gauge "
-                                 "needs a one-element eam/alloy or eam/fs file")
         nrho_s, drho_s, nr_s, dr_s = lines[4].split()[:4]
         nrho, nr, drho, dr = int(nrho_s), int(nr_s), float(drho_s), float(dr_s)
         values = np.array(" ".join(lines[HEADER_LINES:]).split(), dtype=float)
@@ -80,6 +77,9 @@ def write_gauged(potential: Potential, out: Path) -> float:
     if potential.pair_style not in ("eam/alloy", "eam/fs"):
         raise PotentialError(f"minimizer.energy_gauge needs an eam/alloy or eam/fs file, not "
                              f"{potential.pair_style} ({potential.path.name}); set it to false")
+    if len(potential.elements) != 1:
+        raise PotentialError(f"{potential.path.name} has {len(potential.elements)} elements; "
+                             "minimizer.energy_gauge needs a one-element eam/alloy or eam/fs file")
     header, embedding, density, r_phi, drho, dr = read_tables(potential.path)
     try:
         a_lattice = float(header[5].split()[2])

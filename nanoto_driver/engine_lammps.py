@@ -351,9 +351,14 @@ class LammpsEngine:
         return InFlightState(positions, text, iterations, failed, correction_fe, time.perf_counter() - self._t0,
                              lmp.seconds - self._lammps0, self._coarse_s, self._solve_s, energy, fmax)
 
+    def _gauge_offset_ev(self) -> float:
+        """What the gauge adds to LAMMPS' pe: c on every atom it holds, empty-site atoms (type 4,
+        in no pair: F(0) + c) too (eV)."""
+        return self._gauge_ev * int(self._lmp.get_natoms())
+
     def _total_energy(self) -> float:
-        """LAMMPS' current pe, less the gauge's c on every atom it holds (eV)."""
-        return float(self._lmp.get_thermo("pe")) - self._gauge_ev * int(self._lmp.get_natoms())
+        """LAMMPS' current pe, less the gauge's offset (eV)."""
+        return float(self._lmp.get_thermo("pe")) - self._gauge_offset_ev()
 
     def _coarse_correction(self, structure: Structure, occupancy: np.ndarray,
                            ids: np.ndarray) -> tuple[bool, int]:
@@ -472,8 +477,7 @@ class LammpsEngine:
                 lmp.commands_string(script)
             box_lengths = self._box_lengths()
             energies = self._gather("c_pe", 1, ids)[:, 0]
-            # every atom LAMMPS holds carries the gauge's c, empty-site atoms (type 4, in no pair) too
-            gauge_ev = self._gauge_ev * int(lmp.get_natoms())
+            gauge_offset_ev = self._gauge_offset_ev()
             positions = self._gather("x", 3, ids)
             lmp.command("log none")
         except Exception as err:
@@ -487,7 +491,7 @@ class LammpsEngine:
                            structure.periodic, box_lengths)
         return RelaxResult(
             u_a=u_a, site_energies_ev=site_e, positions_a=full,
-            engine_energy_ev=report.pe_ev - gauge_ev,
+            engine_energy_ev=report.pe_ev - gauge_offset_ev,
             reaction_ev_per_a=report.reaction_ev_per_a,
             converged=is_converged(report.stats.stop_reason, report.fmax_ev_per_a, self.settings),
             stop_reason=report.stats.stop_reason, iterations=report.stats.iterations,

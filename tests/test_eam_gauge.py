@@ -9,7 +9,7 @@ import pytest
 
 from nanoto_driver.eam_gauge import read_tables, write_gauged
 from nanoto_driver.errors import PotentialError
-from nanoto_driver.potential import load_potential
+from nanoto_driver.potential import Potential, load_potential
 
 from .conftest import ROOT, evaluate_json, run_cli
 
@@ -112,6 +112,13 @@ def test_read_tables_refuses_a_truncated_file(lammps_ok, tmp_path):
     cut.write_text("\n".join(source.read_text().splitlines()[:-10]) + "\n")
     with pytest.raises(PotentialError, match="table values, expected"):
         read_tables(cut)
+
+
+def test_the_gauge_is_refused_for_a_file_of_two_elements(tmp_path):
+    two = Potential(tmp_path / "AlNi.eam.alloy", "eam/alloy", "Al", ("Al", "Ni"), 6.0, "0")
+    with pytest.raises(PotentialError, match="has 2 elements"):
+        write_gauged(two, tmp_path / "gauged.eam.alloy")
+    assert not (tmp_path / "gauged.eam.alloy").exists()
 
 
 def test_the_gauge_is_refused_for_a_funcfl_file_and_the_executable_engine(tmp_path):
