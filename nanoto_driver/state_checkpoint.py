@@ -56,6 +56,7 @@ class StateCheckpoint:
         self._key = ""
         self._k = 0
         self._done: list[RelaxResult] = []
+        self.before_stop_s = 0.0  # seconds the iteration spent before the stop (its time includes them)
 
     def resume(self, k: int, occupancy: np.ndarray) -> list[RelaxResult]:
         """States of iteration ``k`` relaxed before a stop (usually none); a file left by
@@ -63,6 +64,7 @@ class StateCheckpoint:
         self._key, self._k = occupancy_key(k, occupancy), k
         found = self._read() if self.rank == 0 else None
         self._done = list(self.share(found) or [])
+        self.before_stop_s = sum(r.wall_s for r in self._done)
         if self._done and self.rank == 0:
             log.info("iteration %d: %d state(s) relaxed before the stop are reused (%s)", k, len(self._done),
                      self.path.name)
@@ -108,6 +110,8 @@ class StateCheckpoint:
         left one for it; one kept for another state is removed (it only ever costs time)."""
         found = self._read_in_flight(u_a) if self.rank == 0 else None
         found = self.share(found)
+        if found is not None:
+            self.before_stop_s += found.wall_s
         if found is not None and self.rank == 0:
             log.info("iteration %d, state %d (u = %+.4g Å): going on after %d CG iterations (%.1f s) relaxed "
                      "before the stop (%s)", self._k, len(self._done), u_a, found.iterations, found.wall_s,

@@ -78,6 +78,13 @@ def test_a_finished_state_or_iteration_drops_its_kept_progress(tmp_path):
     checkpoint.save(relaxed)  # state 0 is relaxed: its progress is of no use any more
     assert not (tmp_path / IN_FLIGHT).exists()
     checkpoint.keep_in_flight(0.5, _progress())
+
+    # a stop here: the next process finds state 0 relaxed and state 1 in flight, and the
+    # iteration's time includes both parts spent before the stop
+    resumed = StateCheckpoint(tmp_path / state_checkpoint.PARTIAL)
+    assert resumed.resume(0, occ) and resumed.before_stop_s == 400.0
+    assert resumed.in_flight(0.5) is not None and resumed.before_stop_s == 400.0 + _progress().wall_s
+    assert resumed.resume(0, occ) and resumed.before_stop_s == 400.0  # counted once per resume
     checkpoint.clear()  # the iteration is in the run file
     assert not (tmp_path / IN_FLIGHT).exists() and not (tmp_path / state_checkpoint.PARTIAL).exists()
 
