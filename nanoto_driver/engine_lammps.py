@@ -48,15 +48,11 @@ def settings_from(config: RunConfig) -> ScriptSettings:
 
 LIMIT_STOPS = ("max iterations", "max force evaluations")
 # A coarse correction that would raise the energy is tried again at a quarter of its step (a
-# few atoms moved out of the quadratic range), then undone. After MAX_FAILED_CORRECTIONS undone in
-# a row the network is a poor model of what the atoms do (they rearrange), and CG goes on alone
-# for RETRY_AFTER_CYCLES cycles before one correction is tried again. (6.5e5-site cantilever,
-# iteration 2: three corrections undone in the first 38 CG iterations of u = 0, whose
-# rearrangement then settled; with no retry, plain CG took the rest, 6,021 CG iterations against
-# 939 for iteration 1's u = 0 with corrections.)
+# few atoms moved out of the quadratic range), then undone; after MAX_FAILED_CORRECTIONS undone in
+# a row the state finishes with plain CG. (6.5e5-site cantilever, iteration 1: the second
+# correction of u = 0 was undone and plain CG had not finished it 10 min later.)
 BACKTRACK = 0.25
 MAX_FAILED_CORRECTIONS = 3
-RETRY_AFTER_CYCLES = 16
 # directions of a correction (the engine's correction_vectors): d, then the forces each step would
 # leave (g = f - s H d after the line step, coarse.py); 1 is the line step along d alone
 # (bench/correction.py compares them)
@@ -314,10 +310,9 @@ class LammpsEngine:
         the correction.
 
         After MAX_FAILED_CORRECTIONS corrections in a row were undone (the network is a poor
-        model while atoms rearrange) CG runs RETRY_AFTER_CYCLES cycles in one go, then one
-        correction is tried again, and so on until one is kept. (Doubling the cycle after each
-        failure from the start was tried with the first-neighbour network on iteration 1 of the
-        10^5-site cantilever: 911 CG iterations at u = 0 against 441.)
+        model while atoms rearrange) the state finishes with plain CG. (Doubling the cycle
+        after each failure instead was tried with the first-neighbour network on iteration 1 of
+        the 10^5-site cantilever: 911 CG iterations at u = 0 against 441.)
         """
         lmp, s, every = self._lmp, self.settings, self.coarse_every
         evaluations = iterations = failed = 0
@@ -325,14 +320,14 @@ class LammpsEngine:
             evaluations, iterations, failed = resumed.correction_fe, resumed.iterations, resumed.failed
         minimize, kept_at = resumed is None, time.perf_counter()
         while True:
+            correcting = failed < MAX_FAILED_CORRECTIONS
             if minimize:
-                cycle = every if failed < MAX_FAILED_CORRECTIONS else every * RETRY_AFTER_CYCLES
-                cap = min(cycle, s.maxiter - iterations)
+                cap = min(every, s.maxiter - iterations) if correcting else s.maxiter - iterations
                 start = int(lmp.extract_global("ntimestep"))  # a minimization advances it by its iterations
                 lmp.command(f"minimize 0.0 {s.ftol_ev_per_a!r} {cap} {s.maxeval}")
                 ran = int(lmp.extract_global("ntimestep")) - start
                 iterations += ran
-                if ran < cap or iterations >= s.maxiter:
+                if ran < cap or iterations >= s.maxiter or not correcting:
                     return evaluations
                 if keep is not None and self._bcast(time.perf_counter() - kept_at >= IN_FLIGHT_EVERY_S):
                     keep(self._in_flight_state(ids, iterations, failed, evaluations))
