@@ -50,7 +50,9 @@ LIMIT_STOPS = ("max iterations", "max force evaluations")
 # A coarse correction that would raise the energy is tried again at a quarter of its step (a
 # few atoms moved out of the quadratic range), then undone; after MAX_FAILED_CORRECTIONS undone in
 # a row the state finishes with plain CG. (6.5e5-site cantilever, iteration 1: the second
-# correction of u = 0 was undone and plain CG had not finished it 10 min later.)
+# correction of u = 0 was undone and plain CG had not finished it 10 min later. Trying one again
+# after 16 cycles of CG alone was measured on iteration 2 of that run, whose u = 0 gave up after 32
+# CG iterations: not shown to be faster, docs/performance.md, ninth session.)
 BACKTRACK = 0.25
 MAX_FAILED_CORRECTIONS = 3
 # directions of a correction (the engine's correction_vectors): d, then the forces each step would
