@@ -47,7 +47,9 @@ def occupancy_key(k: int, occupancy: np.ndarray) -> str:
 
 class StateCheckpoint:
     """``resume(k, occupancy)`` before an evaluation, ``save`` after each state, ``clear`` at the end;
-    ``in_flight`` and ``keep_in_flight`` for the progress inside a state (engine.InFlightStore)."""
+    ``in_flight`` and ``keep_in_flight`` for the progress inside a state (engine.InFlightStore);
+    ``before_stop_s``, the seconds of the states and of the part of a state that resume and
+    in_flight found done before a stop (the iteration's time includes them)."""
 
     def __init__(self, path: Path, share: Callable[[Any], Any] = lambda value: value, rank: int = 0) -> None:
         self.path = Path(path)
