@@ -8,7 +8,9 @@ iteration k is relaxed at (0, +δ, -δ) three ways with the run's own config and
     batch   one batch from the lattice: ±δ start from the relaxed 0 state, -δ on the
             mirrored +δ response (nanoto with optimizer.warm_start false)
     warm    E(0) from the relaxed positions of design k-1 (added atoms on their sites),
-            +δ from the relaxed 0 plus design k-1's response (what a run does)
+            +δ from the relaxed 0 plus design k-1's response (what a run does); with
+            minimizer.local_hops set, the region around the changed sites is relaxed first
+            and counted in whole-design force evaluations by its share of the atoms
 
 Design k-1 is relaxed first (batch) to give the warm start. Prints force evaluations per
 iteration, ratios cold/warm and batch/warm, K_sym of each and their relative spread.
@@ -32,7 +34,7 @@ import numpy as np
 from nanoto_driver import runfile
 from nanoto_driver.config import build_config, merge_trees, parse_overrides
 from nanoto_driver.engine import RelaxResult, WarmStart
-from nanoto_driver.evaluate import open_problem
+from nanoto_driver.evaluate import local_relax, open_problem
 from nanoto_driver.stiffness import StiffnessResult, symmetric_curvature
 
 
@@ -55,12 +57,13 @@ def measure(problem: Any, occ_prev: np.ndarray, occ: np.ndarray) -> dict[str, St
     s, delta, mini = problem.structure, problem.delta_a(), problem.config.minimizer
     restarts = {"basin_restarts": mini.basin_restarts}
     prev = symmetric_curvature(problem.engine, s, occ_prev, delta, mini.max_nonaffine_a, **restarts)
-    warm = WarmStart(prev.relaxed[0].positions_a, prev.response_a)
+    warm = WarmStart(prev.relaxed[0].positions_a, prev.response_a, occ_prev)
     return {
         "cold": symmetric_curvature(ColdEngine(problem.engine), s, occ, delta, mini.max_nonaffine_a,
                                     basin_restarts=0),
         "batch": symmetric_curvature(problem.engine, s, occ, delta, mini.max_nonaffine_a, **restarts),
-        "warm": symmetric_curvature(problem.engine, s, occ, delta, mini.max_nonaffine_a, warm, **restarts),
+        "warm": symmetric_curvature(problem.engine, s, occ, delta, mini.max_nonaffine_a, warm, **restarts,
+                                    local=local_relax(problem)),
     }
 
 
@@ -113,11 +116,20 @@ def main() -> None:
             spread = max(abs(v - ks["warm"]) for v in ks.values()) / ks["warm"]
             per_state = {name: [st.force_evaluations for st in res.states] for name, res in r.items()}
             restarted = {name: res.basin_restarts for name, res in r.items()}
+            wall = {name: sum(st.wall_s for st in res.states) + (res.local.wall_s if res.local else 0.0)
+                    for name, res in r.items()}
+            local = r["warm"].local
+            local_row = None if local is None else {"force_evaluations": local.force_evaluations,
+                                                    "atoms": local.n_atoms, "wall_s": local.wall_s}
             rows.append({"k": k, "atoms": int(occupancy[k].sum()), "force_evaluations": fe,
-                         "per_state": per_state, "k_sym": ks, "max_rel_dk": spread, "basin_restarts": restarted})
+                         "per_state": per_state, "k_sym": ks, "max_rel_dk": spread, "basin_restarts": restarted,
+                         "wall_s": wall, "local": local_row})
             print(f"{k:>4} {int(occupancy[k].sum()):>7} {fe['cold']:>7} {fe['batch']:>7} {fe['warm']:>7} "
                   f"{fe['cold'] / fe['warm']:>9.2f} {fe['batch'] / fe['warm']:>10.2f} {ks['warm']:>11.6g} "
                   f"{spread:>10.1e}" + (f"  basin restarts {restarted}" if any(restarted.values()) else ""))
+            print(f"     wall (s): cold {wall['cold']:.1f}, batch {wall['batch']:.1f}, warm {wall['warm']:.1f}"
+                  + ("" if local is None else f"; warm's local relaxation: {local.force_evaluations} force "
+                     f"evaluations of {local.n_atoms} atoms, {local.wall_s:.1f} s"))
     finally:
         problem.engine.close()
     tot = {name: sum(r["force_evaluations"][name] for r in rows) for name in ("cold", "batch", "warm")}

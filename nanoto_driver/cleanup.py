@@ -29,15 +29,21 @@ def occupied_neighbors(table: np.ndarray, occupancy: np.ndarray) -> np.ndarray:
     return _pad(occupancy)[table].sum(axis=1)
 
 
-def load_path_mask(table: np.ndarray, occupancy: np.ndarray, clamp: np.ndarray,
-                   load: np.ndarray) -> np.ndarray:
-    """(n_sites,) bool: occupied sites in a first-shell cluster holding clamp and load atoms."""
+def cluster_labels(table: np.ndarray, occupancy: np.ndarray) -> np.ndarray:
+    """(n_sites,) int: label of each site's first-shell cluster among the occupied sites (an
+    empty site is a cluster of its own)."""
     n = occupancy.size
     bond = _pad(occupancy)[table] & occupancy[:, None]
     indptr = np.concatenate([[0], np.cumsum(bond.sum(axis=1))])
     graph = csr_matrix((np.ones(int(indptr[-1]), np.int8), table[bond], indptr), shape=(n, n))
     # the bond graph is symmetric: strong components are the clusters, and need no transpose
-    _, labels = connected_components(graph, directed=True, connection="strong")
+    return connected_components(graph, directed=True, connection="strong")[1]
+
+
+def load_path_mask(table: np.ndarray, occupancy: np.ndarray, clamp: np.ndarray,
+                   load: np.ndarray) -> np.ndarray:
+    """(n_sites,) bool: occupied sites in a first-shell cluster holding clamp and load atoms."""
+    labels = cluster_labels(table, occupancy)
     good = np.intersect1d(labels[clamp & occupancy], labels[load & occupancy])
     return occupancy & np.isin(labels, good)
 

@@ -98,6 +98,11 @@ class MinimizerConfig(_Section):
         "copy of the potential (F + kρ + c, φ - 2kf: the same forces and energy differences, each atom's "
         "energy near zero), so that the round-off of LAMMPS' energy sum, which grows as atoms^1.5, no "
         "longer stops CG's line search above the force tolerance (nanoto_driver/eam_gauge.py)")
+    local_hops: int = Field(
+        0, ge=0, le=40, description="0: off. N > 0: before u = 0 of a warm-started design, relax the atoms "
+        "within N first-neighbour hops of the sites the BESO step changed, in a system of their own with a "
+        "fixed shell two potential cutoffs thick; the whole design then relaxes from there "
+        "(nanoto_driver/local_relax.py, docs/optimizer.md)")
     basin_restarts: int = Field(
         2, ge=0, description="when a displaced state leaves the basin of the u = 0 relaxation (a bond "
         "changes by more than max_nonaffine_a), relax the batch again from the basin it fell into, at most "
@@ -227,7 +232,7 @@ def canonical_json(config: RunConfig) -> str:
 
 #: keys added after run files and campaigns existed: left out of ``canonical_json`` at their default
 ADDED_LATER = (("minimizer", "norm", "two"), ("minimizer", "basin_restarts", 2), ("minimizer", "coarse_every", 0),
-               ("minimizer", "dmax_a", 0.1), ("minimizer", "energy_gauge", False))
+               ("minimizer", "dmax_a", 0.1), ("minimizer", "energy_gauge", False), ("minimizer", "local_hops", 0))
 
 
 def config_hash(config: RunConfig) -> str:

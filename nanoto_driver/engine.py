@@ -143,7 +143,7 @@ class Engine(Protocol):
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
               warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
               on_state: Callable[[RelaxResult], None] | None = None,
-              in_flight: InFlightStore | None = None) -> list[RelaxResult]:
+              in_flight: InFlightStore | None = None, plain: bool = False) -> list[RelaxResult]:
         """Relax every prescribed state; one result per state, in order.
 
         ``done``: results of the first states, relaxed earlier (a resumed iteration); an
@@ -151,6 +151,8 @@ class Engine(Protocol):
         ``on_state`` as soon as it is there; one that relaxes in cycles keeps its progress
         inside a state in ``in_flight`` and goes on from there. Engines that relax the batch
         in one go may ignore all three: the results are the same, only the time differs.
+        ``plain``: minimize without the two-level corrections even if the engine is set up for
+        them (a part of a design with a fixed shell, local_relax.py).
         """
         ...
 
@@ -166,10 +168,13 @@ class WarmStart:
     positions_a : (n_sites, 3) start of the first state (Å); lattice positions at empty sites
     response_a : (n_sites, 3) or None, displacement per unit load displacement (Å/Å) of a
         previous, similar design: the first displaced state starts from x0 + u * response
+    previous_occupancy : (n_sites,) bool or None, the design ``positions_a`` were relaxed for:
+        what the sites that changed are found against (local_relax.py)
     """
 
     positions_a: np.ndarray
     response_a: np.ndarray | None = None
+    previous_occupancy: np.ndarray | None = None
 
 
 def prescribed_response(structure: Structure, response_a: np.ndarray) -> np.ndarray:

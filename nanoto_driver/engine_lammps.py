@@ -55,6 +55,13 @@ LIMIT_STOPS = ("max iterations", "max force evaluations")
 # CG iterations: not shown to be faster, docs/performance.md, ninth session.)
 BACKTRACK = 0.25
 MAX_FAILED_CORRECTIONS = 3
+# After that give-up, plain CG runs in `minimize` segments of this many iterations, so that the
+# state can keep its progress between them (IN_FLIGHT_EVERY_S): plain CG after a give-up took 68
+# min in one `minimize` at u = 0 of iteration 2 at 6.5e5 sites, longer than a cluster job may
+# last. Each segment restarts CG from steepest descent and repeats LAMMPS' set-up (about 3 s at
+# 6.5e5 sites against about 600 s for the segment's iterations); bench/plain_segments.py measures
+# what the restarts cost in force evaluations.
+PLAIN_SEGMENT = 1000
 # directions of a correction (the engine's correction_vectors): d, then the forces each step would
 # leave (g = f - s H d after the line step, coarse.py); 1 is the line step along d alone
 # (bench/correction.py compares them)
@@ -194,12 +201,13 @@ class LammpsEngine:
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
               warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
               on_state: Callable[[RelaxResult], None] | None = None,
-              in_flight: InFlightStore | None = None) -> list[RelaxResult]:
+              in_flight: InFlightStore | None = None, plain: bool = False) -> list[RelaxResult]:
         self._ensure_setup(structure)
         ids = np.flatnonzero(occupancy) + 1
         results: list[RelaxResult] = list(done)
+        cycles = bool(self.coarse_every) and structure.load_mode == "group" and not plain
         # only a relaxation in cycles has a point between cycles to keep and resume
-        store = in_flight if self.coarse_every and structure.load_mode == "group" else None
+        store = in_flight if cycles else None
         for n in range(len(done), len(states_a)):
             u_a = float(states_a[n])
             if n > 0:
@@ -219,7 +227,7 @@ class LammpsEngine:
             # relaxed after a resume sees exactly what it would have seen in one go (LAMMPS
             # sorts atoms in memory during long minimizations, which changes round-off)
             self._load_atoms(structure, occupancy, ids, guess)
-            results.append(self._relax_one(structure, occupancy, ids, u_a, n, displaced, resumed, keep))
+            results.append(self._relax_one(structure, occupancy, ids, u_a, n, displaced, cycles, resumed, keep))
             if on_state is not None:
                 on_state(results[-1])
         return results
@@ -312,11 +320,12 @@ class LammpsEngine:
         the correction.
 
         After MAX_FAILED_CORRECTIONS corrections in a row were undone (the network is a poor
-        model while atoms rearrange) the state finishes with plain CG. (Doubling the cycle
+        model while atoms rearrange) the state finishes with plain CG, in segments of
+        PLAIN_SEGMENT iterations that keep progress as the cycles do. (Doubling the cycle
         after each failure instead was tried with the first-neighbour network on iteration 1 of
         the 10^5-site cantilever: 911 CG iterations at u = 0 against 441.)
         """
-        lmp, s, every = self._lmp, self.settings, self.coarse_every
+        lmp, s = self._lmp, self.settings
         evaluations = iterations = failed = 0
         if resumed is not None:
             evaluations, iterations, failed = resumed.correction_fe, resumed.iterations, resumed.failed
@@ -324,23 +333,28 @@ class LammpsEngine:
         while True:
             correcting = failed < MAX_FAILED_CORRECTIONS
             if minimize:
-                cap = min(every, s.maxiter - iterations) if correcting else s.maxiter - iterations
+                cap = min(self.coarse_every if correcting else PLAIN_SEGMENT, s.maxiter - iterations)
                 start = int(lmp.extract_global("ntimestep"))  # a minimization advances it by its iterations
                 lmp.command(f"minimize 0.0 {s.ftol_ev_per_a!r} {cap} {s.maxeval}")
                 ran = int(lmp.extract_global("ntimestep")) - start
                 iterations += ran
-                if ran < cap or iterations >= s.maxiter or not correcting:
+                if ran < cap or iterations >= s.maxiter:
                     return evaluations
                 if keep is not None and self._bcast(time.perf_counter() - kept_at >= IN_FLIGHT_EVERY_S):
                     keep(self._in_flight_state(ids, iterations, failed, evaluations))
                     kept_at = time.perf_counter()
             minimize = True
+            if not correcting:
+                continue
             t0 = time.perf_counter()
             kept, used = self._coarse_correction(structure, occupancy, ids)
             self._coarse_s += time.perf_counter() - t0
             evaluations += used
             failed = 0 if kept else failed + 1
-            if not kept:
+            if failed == MAX_FAILED_CORRECTIONS:
+                log.info("%d coarse corrections in a row would have raised the energy (after %d CG iterations): "
+                         "the state goes on with plain CG", failed, iterations)
+            elif not kept:
                 log.debug("coarse correction undone after %d CG iterations (%d in a row)", iterations, failed)
 
     def _in_flight_state(self, ids: np.ndarray, iterations: int, failed: int, correction_fe: int) -> InFlightState:
@@ -454,11 +468,11 @@ class LammpsEngine:
         return np.asarray(hi) - np.asarray(lo)
 
     def _relax_one(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,
-                   u_a: float, n: int, start_displaced: bool, resumed: InFlightState | None = None,
+                   u_a: float, n: int, start_displaced: bool, cycles: bool, resumed: InFlightState | None = None,
                    keep: Callable[[InFlightState], None] | None = None) -> RelaxResult:
-        """Relax state ``n`` (prescribed displacement ``u_a`` Å) from the atoms as loaded; a
-        ``resumed`` state counts its time and log so far, ``keep`` takes its progress
-        (``_minimize_in_cycles``)."""
+        """Relax state ``n`` (prescribed displacement ``u_a`` Å) from the atoms as loaded, in
+        cycles with corrections or plain; a ``resumed`` state counts its time and log so far,
+        ``keep`` takes its progress (``_minimize_in_cycles``)."""
         lmp = self._lmp
         script = state_script(structure, self.settings, f"s{n}", u_a, start_displaced=start_displaced)
         # the state's clocks, started before the stop when it is resumed
@@ -470,7 +484,7 @@ class LammpsEngine:
             if resumed is not None and self.rank == 0:
                 Path(self._log).write_text(resumed.log_text)
             lmp.command(f"log {self._log}" + (" append" if resumed is not None else ""))
-            if self.coarse_every and structure.load_mode == "group":
+            if cycles:
                 before, after = split_at_minimize(script)
                 lmp.commands_string(before)
                 correction_fe = self._minimize_in_cycles(structure, occupancy, ids, resumed, keep)

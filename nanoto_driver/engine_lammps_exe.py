@@ -69,8 +69,9 @@ class LammpsExeEngine:
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
               warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
               on_state: Callable[[RelaxResult], None] | None = None,
-              in_flight: InFlightStore | None = None) -> list[RelaxResult]:
-        """One LAMMPS run relaxes the whole batch; ``done``, ``on_state`` and ``in_flight`` are not used."""
+              in_flight: InFlightStore | None = None, plain: bool = False) -> list[RelaxResult]:
+        """One LAMMPS run relaxes the whole batch (plain CG: the exe engine has no corrections); ``done``,
+        ``on_state`` and ``in_flight`` are not used."""
         start = structure.positions_a if warm is None else warm.positions_a
         response = None
         if warm is not None and warm.response_a is not None and structure.load_mode == "group":

@@ -54,7 +54,7 @@ class OptimizerState:
         """E(0) from the previous relaxed positions, +δ from the previous response."""
         if self.positions_a is None:
             return None
-        return WarmStart(self.positions_a, self.response_a)
+        return WarmStart(self.positions_a, self.response_a, self.previous_occupancy)
 
 
 @dataclass(frozen=True, eq=False)

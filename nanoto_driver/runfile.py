@@ -43,6 +43,10 @@ SCALARS = {  # column -> (dtype, value from a record)
     "n_removed": ("i8", lambda r: r.n_removed),
     "force_evaluations": ("i8", lambda r: r.result.force_evaluations),
     "basin_restarts": ("i8", lambda r: r.result.basin_restarts),
+    # the local relaxation before u = 0 (minimizer.local_hops; 0 when off): its own force
+    # evaluations and atoms; force_evaluations counts it by its share of the atoms
+    "local_force_evaluations": ("i8", lambda r: 0 if r.result.local is None else r.result.local.force_evaluations),
+    "local_atoms": ("i8", lambda r: 0 if r.result.local is None else r.result.local.n_atoms),
     "evaluate_s": ("f8", lambda r: r.evaluate_s),
     "update_s": ("f8", lambda r: r.update_s),
     "lammps_loop_s": ("f8", lambda r: r.result.loop_s),

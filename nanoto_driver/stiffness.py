@@ -15,6 +15,7 @@ relative noise of ~ulp(E) / (K δ²) into K_sym.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ import numpy as np
 
 from .engine import COLLAPSE_EV_PER_ATOM, Engine, InFlightStore, RelaxResult, WarmStart
 from .errors import DisplacementError, RelaxationError
+from .local_relax import LocalRelax, relax_changes
 from .overlaps import repair_overlaps
 from .shells import neighbor_pairs
 from .structure import Structure
@@ -68,6 +70,7 @@ class StiffnessResult:
     states: tuple[StateDiagnostics, ...]
     relaxed: tuple[RelaxResult, ...]
     discarded: tuple[RelaxResult, ...] = ()  # batches thrown away by basin restarts, in order
+    local: RelaxResult | None = None  # the region around the changes, relaxed before u = 0 (local_relax.py)
 
     @property
     def basin_restarts(self) -> int:
@@ -90,18 +93,24 @@ class StiffnessResult:
 
     @property
     def force_evaluations(self) -> int:
-        """Over every relaxation of the iteration, discarded batches included: what it cost."""
-        return sum(s.force_evaluations for s in self.states) + sum(r.force_evaluations for r in self.discarded)
+        """Over every relaxation of the iteration, discarded batches included: what it cost, in
+        evaluations of the whole design (the local relaxation's count by its share of the atoms)."""
+        whole = sum(s.force_evaluations for s in self.states) + sum(r.force_evaluations for r in self.discarded)
+        if self.local is None:
+            return whole
+        return whole + round(self.local.force_evaluations * self.local.n_atoms / self.relaxed[0].n_atoms)
 
     @property
     def loop_s(self) -> float:
         """Time inside the LAMMPS minimizer over every relaxation, discarded ones included (s; NaN
         without LAMMPS)."""
-        return sum(s.loop_s for s in self.states) + sum(r.loop_s for r in self.discarded)
+        return self._summed("loop_s")
 
     def _summed(self, field: str) -> float:
-        """A RelaxResult timing summed over every relaxation, discarded batches included (s)."""
-        return sum(getattr(r, field) for r in (*self.relaxed, *self.discarded))
+        """A RelaxResult timing summed over every relaxation, discarded batches and the local one
+        included (s)."""
+        local = () if self.local is None else (self.local,)
+        return sum(getattr(r, field) for r in (*self.relaxed, *self.discarded, *local))
 
     @property
     def coarse_s(self) -> float:
@@ -253,14 +262,15 @@ def _without_overlaps(structure: Structure, occupancy: np.ndarray, warm: WarmSta
     else:
         log.warning("warm start repaired: %d of %d atoms put back on their lattice sites (atoms added on sites "
                     "that a reconstruction moved neighbours into would have overlapped)", reset, present)
-    return WarmStart(positions, warm.response_a)
+    return dataclasses.replace(warm, positions_a=positions)
 
 
 def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndarray, delta_a: float,
                         max_nonaffine_a: float = 1.0, warm: WarmStart | None = None,
                         done: Sequence[RelaxResult] = (),
                         on_state: Callable[[RelaxResult], None] | None = None,
-                        basin_restarts: int = 2, in_flight: InFlightStore | None = None) -> StiffnessResult:
+                        basin_restarts: int = 2, in_flight: InFlightStore | None = None,
+                        local: LocalRelax | None = None) -> StiffnessResult:
     """Relax (0, +δ, -δ) in one batch and reduce them to K_sym, K_fwd, K_force and α.
 
     Parameters
@@ -272,11 +282,19 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
         the progress inside a state is kept (``Engine.relax``)
     basin_restarts : how often a batch whose displaced state escaped is relaxed again
         (``relax_in_one_basin``) before that counts as a tear
+    local : relax the region around the sites that changed since ``warm.previous_occupancy``
+        first (local_relax.py); only before u = 0, so not when ``done`` holds it already
     """
     if not delta_a > 0:
         raise ValueError(f"delta must be positive, got {delta_a}")
+    local_result = None
     if warm is not None:
         warm = _without_overlaps(structure, occupancy, warm)
+        if local is not None and not done:
+            warm, local_result = relax_changes(engine, structure, occupancy, warm, local)
+            if local_result is not None:
+                log.info("relaxed %d atoms around the changed sites first: %d force evaluations, %.1f s",
+                         local_result.n_atoms, local_result.force_evaluations, local_result.wall_s)
     results, discarded = relax_in_one_basin(engine, structure, occupancy, [m * delta_a for m in STATES],
                                             max_nonaffine_a, basin_restarts, warm, done, on_state, in_flight)
     for r in results:
@@ -308,4 +326,5 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
         states=states,
         relaxed=tuple(results),
         discarded=tuple(discarded),
+        local=local_result,
     )

@@ -89,6 +89,18 @@ def test_a_finished_state_or_iteration_drops_its_kept_progress(tmp_path):
     assert not (tmp_path / IN_FLIGHT).exists() and not (tmp_path / state_checkpoint.PARTIAL).exists()
 
 
+def _evaluate(config, checkpoint):
+    """K_sym of the test design through ``checkpoint``, in a LAMMPS instance of its own (as a new process would)."""
+    problem = open_problem(config)
+    try:
+        occ = initial_occupancy(config.design, problem.structure)
+        done = checkpoint.resume(0, occ)
+        return symmetric_curvature(problem.engine, problem.structure, occ, problem.delta_a(), done=done,
+                                   on_state=checkpoint.save, in_flight=checkpoint)
+    finally:
+        problem.engine.close()
+
+
 class _Killed(BaseException):
     """Stands for a kill between two CG cycles (not an Exception: nothing may turn it into an error message)."""
 
@@ -116,14 +128,7 @@ def test_a_state_killed_between_cycles_goes_on_from_its_kept_progress(lammps_ok,
     config = load_config(EXAMPLES / "optimize_cantilever.yaml", SETS)
 
     def evaluate(checkpoint):
-        problem = open_problem(config)  # each run its own LAMMPS instance, as a new process would have
-        try:
-            occ = initial_occupancy(config.design, problem.structure)
-            done = checkpoint.resume(0, occ)
-            return symmetric_curvature(problem.engine, problem.structure, occ, problem.delta_a(), done=done,
-                                       on_state=checkpoint.save, in_flight=checkpoint)
-        finally:
-            problem.engine.close()
+        return _evaluate(config, checkpoint)
 
     whole = evaluate(StateCheckpoint(tmp_path / "in_one_go.npz"))
     path = tmp_path / state_checkpoint.PARTIAL
@@ -174,3 +179,41 @@ def test_two_ranks_go_on_from_kept_progress_as_well(lammps_ok, tmp_path):
     assert b["energies"] == pytest.approx(a["energies"], rel=1e-12)
     assert b["k_sym"] == pytest.approx(a["k_sym"], rel=1e-9)
     assert not (tmp_path / "stopped" / IN_FLIGHT).exists()
+
+
+@pytest.mark.lammps
+def test_plain_cg_after_corrections_gave_up_keeps_progress_in_segments(lammps_ok, tmp_path, monkeypatch, caplog):
+    # every correction undone (a stand-in that moves no atom and costs 2 evaluations): after three
+    # in a row the state goes on with plain CG, here in segments of 16 iterations
+    monkeypatch.setattr(LammpsEngine, "_coarse_correction", lambda self, *args: (False, 2))
+    monkeypatch.setattr(engine_lammps, "PLAIN_SEGMENT", 16)
+    monkeypatch.setattr(engine_lammps, "IN_FLIGHT_EVERY_S", 0.0)  # keep after every cycle and segment
+    config = load_config(EXAMPLES / "optimize_cantilever.yaml", SETS)
+    with caplog.at_level(logging.INFO, logger="nanoto"):
+        whole = _evaluate(config, StateCheckpoint(tmp_path / "in_one_go.npz"))
+    assert ("3 coarse corrections in a row would have raised the energy (after 24 CG iterations): "
+            "the state goes on with plain CG") in caplog.text
+    u0 = whole.relaxed[0]
+    assert u0.converged and u0.iterations > 56
+    # kept after the cycles at 8, 16, 24 and the segments at 40 and 56: killed at the fifth
+    path = tmp_path / state_checkpoint.PARTIAL
+    with pytest.raises(_Killed):
+        _evaluate(config, _KilledAfter(path, 0, nth=5))
+    with np.load(path.with_name(IN_FLIGHT)) as kept:
+        scalars = json.loads(str(kept["scalars"]))
+    assert (scalars["iterations"], scalars["failed"]) == (56, 3)
+    ran: list[int] = []
+    monkeypatch.setattr(LammpsEngine, "_minimize_in_cycles", count_cg_iterations(ran))
+    resumed = _evaluate(config, StateCheckpoint(path))
+    r = resumed.relaxed[0]
+    # it went on with plain CG segments (no correction), not from the start
+    assert ran[0] == r.iterations - 56
+    assert r.iterations == pytest.approx(u0.iterations, abs=2)
+    assert r.energy_ev == pytest.approx(u0.energy_ev, rel=1e-12)
+    assert resumed.k_sym_ev_per_a2 == pytest.approx(whole.k_sym_ev_per_a2, rel=1e-9)
+    # segments restart CG (here every 16 iterations: 435 instead of 110 for +δ), and still end where
+    # one plain minimize per state does, to what ftol 1e-5 eV/Å defines K_sym on this design
+    # (7.1e-5 apart when this was written)
+    plain = _evaluate(load_config(EXAMPLES / "optimize_cantilever.yaml", [*SETS, "minimizer.coarse_every=0"]),
+                      StateCheckpoint(tmp_path / "plain.npz"))
+    assert whole.k_sym_ev_per_a2 == pytest.approx(plain.k_sym_ev_per_a2, rel=2e-4)

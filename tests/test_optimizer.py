@@ -134,3 +134,29 @@ def test_failed_relaxation_is_recorded_by_name_and_resumable(tmp_path, monkeypat
         assert "injected" in f.attrs["error"] and f["iterations/k"].shape[0] == 3
     summary = run_in_dir(cfg, tmp_path / "run", resume=True, progress=False)
     assert summary["converged"] and summary["iterations"] == len(list(iterate(open_problem(cfg))))
+
+
+def test_the_local_relaxation_before_u0_is_in_the_run_file(tmp_path):
+    from nanoto_driver.observers import RunFileObserver
+
+    def config(hops):
+        return build_config({"engine": {"name": "harmonic"}, "domain": {"cells": [10, 5, 1]},
+                             "optimizer": {"evolution_rate": 0.05, "max_iterations": 4},
+                             "minimizer": {"local_hops": hops}})
+
+    columns = {}
+    for hops in (0, 2):
+        path = tmp_path / f"hops{hops}.h5"
+        problem = open_problem(config(hops))
+        runfile.create(path, problem.config, problem.structure, {"host": "test"})
+        run(problem, [RunFileObserver(path)])
+        columns[hops] = runfile.read_iterations(path)
+    off, on = columns[0], columns[2]
+    assert off["local_atoms"].tolist() == [0] * 4 and off["local_force_evaluations"].tolist() == [0] * 4
+    # iteration 0 has no warm start; every later one relaxes the part around its changes first
+    assert on["local_atoms"][0] == 0 and (on["local_atoms"][1:] > 0).all()
+    assert (on["local_atoms"][1:] <= on["occupancy"][1:].sum(axis=1)).all()
+    assert (on["local_force_evaluations"][1:] == 1).all()  # one direct solve
+    # the double solves each state directly, whatever the start: the same designs either way
+    assert np.array_equal(on["occupancy"], off["occupancy"])
+    assert np.allclose(on["k_sym_ev_per_a2"], off["k_sym_ev_per_a2"], rtol=1e-12)

@@ -1,0 +1,83 @@
+"""Relax the neighbourhood of a BESO step's changes before the whole design (minimizer.local_hops).
+
+A warm start puts every atom that stays where the previous design relaxed it, and an added
+atom on its lattice site. What is left to relax at u = 0 sits next to the sites that changed:
+new surfaces, and thin parts that rearrange there. Relaxing it with the whole design makes
+every atom wait for the slowest of those local rearrangements (at 6.5 x 10^5 sites one thin
+part fell 31 Å and took 11,179 force evaluations of the whole design). Here the atoms within
+``hops`` first-neighbour hops of a changed site (the region) are relaxed first, in a system of
+their own: the region plus a shell of atoms around it held fixed where the warm start put
+them, thick enough (two potential cutoffs) that every force on a region atom is the force it
+has in the whole design. The whole design then relaxes from there, as before.
+
+Plain CG relaxes the region: the spring network of the two-level relaxation (coarse.py) models
+long waves of the whole design, which a region with a fixed shell does not have (measured on
+design 1 of the 10^5-site cantilever: 2,028 force evaluations of the region in cycles against
+615 with plain CG).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cleanup import padded_table
+from .engine import Engine, RelaxResult, WarmStart
+from .shells import neighbor_table
+from .structure import CLAMP, DESIGN, Structure
+
+
+@dataclass(frozen=True)
+class LocalRelax:
+    """``hops``: first-neighbour hops from a changed site that the region reaches; ``shell_hops``:
+    hops of fixed atoms around it (``shell_hops_for``)."""
+
+    hops: int
+    shell_hops: int
+
+
+def shell_hops_for(cutoff_a: float, a0_a: float) -> int:
+    """Hops that reach at least two cutoffs in every direction (the EAM force on an atom depends on
+    the densities at its neighbours, which depend on theirs). n first-neighbour hops reach at
+    least n a0 / 2 (along a cube axis, the shortest way)."""
+    return math.ceil(2 * (2 * cutoff_a) / a0_a)
+
+
+def grow(table: np.ndarray, mask: np.ndarray, hops: int) -> np.ndarray:
+    """(n_sites,) bool: sites within ``hops`` first-neighbour hops of ``mask`` on the lattice
+    (padded table, cleanup.padded_table)."""
+    for _ in range(hops):
+        mask = mask | np.append(mask, False)[table].any(axis=1)
+    return mask
+
+
+def changed_region(structure: Structure, previous: np.ndarray, occupancy: np.ndarray,
+                   local: LocalRelax) -> tuple[np.ndarray, np.ndarray]:
+    """(region, shell), each (n_sites,) bool: the design atoms of ``occupancy`` within
+    ``local.hops`` hops of a site whose occupancy differs from ``previous``, and the other
+    atoms within ``local.shell_hops`` hops of the region."""
+    table = padded_table(neighbor_table(structure.lattice.cells, structure.periodic, 1))
+    region = grow(table, previous != occupancy, local.hops) & occupancy & (structure.kind == DESIGN)
+    shell = grow(table, region, local.shell_hops) & occupancy & ~region
+    return region, shell
+
+
+def relax_changes(engine: Engine, structure: Structure, occupancy: np.ndarray, warm: WarmStart,
+                  local: LocalRelax) -> tuple[WarmStart, RelaxResult | None]:
+    """``warm`` with the region around the changes since ``warm.previous_occupancy`` relaxed at
+    u = 0 (shell fixed), and that relaxation's result (None when nothing changed)."""
+    if warm.previous_occupancy is None:
+        return warm, None
+    region, shell = changed_region(structure, warm.previous_occupancy, occupancy, local)
+    if not region.any():
+        return warm, None
+    kind = structure.kind.copy()
+    kind[shell & (kind == DESIGN)] = CLAMP  # held where the warm start put them, as clamp atoms are
+    part = dataclasses.replace(structure, kind=kind)
+    result = engine.relax(part, region | shell, [0.0], warm, plain=True)[0]
+    positions = warm.positions_a.copy()
+    positions[region] = result.positions_a[region]
+    return dataclasses.replace(warm, positions_a=positions), result

@@ -1,0 +1,141 @@
+"""The region around a BESO step's changes is relaxed first, in a system of its own (local_relax.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from nanoto_driver.cleanup import padded_table
+from nanoto_driver.config import load_config
+from nanoto_driver.design import initial_occupancy
+from nanoto_driver.engine import WarmStart
+from nanoto_driver.evaluate import local_relax, open_problem
+from nanoto_driver.load_cases import build_structure
+from nanoto_driver.local_relax import LocalRelax, changed_region, grow, relax_changes, shell_hops_for
+from nanoto_driver.shells import neighbor_table
+from nanoto_driver.stiffness import symmetric_curvature
+from nanoto_driver.structure import CLAMP, DESIGN
+
+from .conftest import EXAMPLES
+
+SETS = ["domain.cells=[24, 12, 3]", "minimizer.norm=max", "minimizer.ftol_ev_per_a=1e-5",
+        "minimizer.coarse_every=8"]
+
+
+def _notch(structure, occupancy):
+    """``occupancy`` without the design sites of a block at the top surface, mid-span."""
+    i, j = structure.lattice.index[:, 1], structure.lattice.index[:, 2]
+    nx, ny, _ = structure.lattice.cells
+    cut = (abs(i - nx // 2) <= 1) & (j >= ny - 3) & (structure.kind == DESIGN)
+    return occupancy & ~cut
+
+
+def test_two_potential_cutoffs_take_seven_hops_for_al_mm():
+    # Al_mm.eam.fs: cutoff 6.5 Å, a0 4.05 Å; 7 hops reach 14.2 Å along a cube axis, 6 only 12.2
+    assert shell_hops_for(6.5, 4.05) == 7
+    assert shell_hops_for(6.0, 4.0) == 6
+
+
+def test_the_region_holds_design_atoms_near_the_changes_and_the_shell_closes_it():
+    config = load_config(EXAMPLES / "optimize_cantilever.yaml", ["domain.cells=[20, 10, 3]"])
+    structure = build_structure(config.domain, 4.05, 6.5)
+    before = np.ones(structure.n_sites, bool)
+    after = _notch(structure, before)
+    local = LocalRelax(hops=2, shell_hops=3)
+    region, shell = changed_region(structure, before, after, local)
+    table = padded_table(neighbor_table(structure.lattice.cells, structure.periodic, 1))
+    changed = before != after
+    assert region.any() and shell.any() and not (region & shell).any()
+    assert not (region & ~after).any() and not (shell & ~after).any()
+    assert (structure.kind[region] == DESIGN).all()
+    # exactly the design atoms within 2 hops of a changed site
+    assert np.array_equal(region, grow(table, changed, 2) & after & (structure.kind == DESIGN))
+    # every atom within 3 hops of the region is in the region or the shell: none is left out
+    assert not (grow(table, region, 3) & after & ~region & ~shell).any()
+    # atoms far from the notch take no part
+    assert (region | shell).sum() < after.sum() / 3
+
+
+def test_nothing_changed_means_nothing_to_relax():
+    config = load_config(EXAMPLES / "optimize_cantilever.yaml", ["domain.cells=[20, 10, 3]"])
+    structure = build_structure(config.domain, 4.05, 6.5)
+    occupancy = np.ones(structure.n_sites, bool)
+    warm = WarmStart(structure.positions_a.copy(), None, occupancy.copy())
+    assert relax_changes(object(), structure, occupancy, warm, LocalRelax(3, 7)) == (warm, None)  # type: ignore[arg-type]
+    no_previous = WarmStart(structure.positions_a.copy())
+    assert relax_changes(object(), structure, occupancy, no_previous, LocalRelax(3, 7)) == (no_previous, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.lammps
+def test_relaxing_the_notch_first_gives_the_same_stiffness_with_fewer_whole_design_evaluations(lammps_ok):
+    config = load_config(EXAMPLES / "optimize_cantilever.yaml", [*SETS, "minimizer.local_hops=4"])
+    problem = open_problem(config)
+    try:
+        s, delta = problem.structure, problem.delta_a()
+        before = initial_occupancy(config.design, s)
+        after = _notch(s, before)
+        first = symmetric_curvature(problem.engine, s, before, delta)
+        warm = WarmStart(first.relaxed[0].positions_a, first.response_a, before)
+        local = local_relax(problem)
+        assert local == LocalRelax(4, shell_hops_for(problem.potential.cutoff_a, problem.a0_a))
+        plain = symmetric_curvature(problem.engine, s, after, delta, warm=warm)
+        first_local = symmetric_curvature(problem.engine, s, after, delta, warm=warm, local=local)
+    finally:
+        problem.engine.close()
+    part = first_local.local
+    assert plain.local is None and part is not None and part.converged
+    assert part.n_atoms < after.sum()
+    # the same minimum: K_sym and E(0) as without the local relaxation
+    assert first_local.k_sym_ev_per_a2 == pytest.approx(plain.k_sym_ev_per_a2, rel=1e-4)
+    assert first_local.relaxed[0].energy_ev == pytest.approx(plain.relaxed[0].energy_ev, abs=1e-3)
+    # (what it saves is measured at scale, bench/warm_start.py: on a design this small u = 0 costs
+    # tens of force evaluations from either start)
+    # the local force evaluations count by their share of the atoms
+    whole = sum(st.force_evaluations for st in first_local.states)
+    share = part.force_evaluations * part.n_atoms / first_local.relaxed[0].n_atoms
+    assert first_local.force_evaluations == whole + round(share)
+    print(f"u = 0: {plain.states[0].force_evaluations} -> {first_local.states[0].force_evaluations} + local "
+          f"{part.force_evaluations} of {part.n_atoms}/{first_local.relaxed[0].n_atoms} atoms; K_sym "
+          f"{plain.k_sym_ev_per_a2:.8f} {first_local.k_sym_ev_per_a2:.8f}")
+
+
+def _energy(engine, structure, occupancy, positions) -> float:
+    """LAMMPS' total energy of ``occupancy`` at ``positions`` (n_sites, 3) Å, unrelaxed (eV)."""
+    engine._ensure_setup(structure)
+    engine._load_atoms(structure, occupancy, np.flatnonzero(occupancy) + 1, positions)
+    engine._lmp.command("run 0 post no")
+    return float(engine._lmp.get_thermo("pe"))
+
+
+@pytest.mark.lammps
+@pytest.mark.parametrize("shell_hops", [None, 2])
+def test_the_shell_makes_the_part_lower_the_whole_design_energy_by_its_own_drop(lammps_ok, shell_hops):
+    # With a shell two cutoffs thick, every energy term that depends on a region atom is in the
+    # part, so relaxing the part lowers the whole design's energy by exactly the part's drop. A
+    # shell of 2 hops (5.7 Å at most, under one cutoff) misses terms, and the two drops differ.
+    config = load_config(EXAMPLES / "optimize_cantilever.yaml", [*SETS, "minimizer.local_hops=3"])
+    problem = open_problem(config)
+    try:
+        s, engine = problem.structure, problem.engine
+        before = initial_occupancy(config.design, s)
+        after = _notch(s, before)
+        start = symmetric_curvature(engine, s, before, problem.delta_a()).relaxed[0].positions_a
+        local = local_relax(problem)
+        if shell_hops is not None:
+            local = LocalRelax(local.hops, shell_hops)
+        relaxed, part = relax_changes(engine, s, after, WarmStart(start, None, before), local)
+        region, shell = changed_region(s, before, after, local)
+        kind = s.kind.copy()
+        kind[shell & (kind == DESIGN)] = CLAMP
+        part_structure = dataclasses.replace(s, kind=kind)
+        part_drop = part.engine_energy_ev - _energy(engine, part_structure, region | shell, start)
+        whole_drop = _energy(engine, s, after, relaxed.positions_a) - _energy(engine, s, after, start)
+    finally:
+        engine.close()
+    assert part_drop < -1e-3  # the notch's new surfaces relaxed
+    if shell_hops is None:
+        assert whole_drop == pytest.approx(part_drop, rel=1e-6, abs=1e-6)
+    else:
+        assert abs(whole_drop - part_drop) > 1e-4
