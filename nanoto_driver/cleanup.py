@@ -7,17 +7,30 @@ is never occupied, so lookups need no masks.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .errors import GeometryError
+from .shells import neighbor_table
 from .update import rank_order
 
 
 def padded_table(table: np.ndarray) -> np.ndarray:
     """(n_sites, 12) neighbour table with -1 replaced by the padding index n_sites."""
     return np.where(table >= 0, table, table.shape[0])
+
+
+@lru_cache(maxsize=2)
+def first_shell_table(cells: tuple[int, int, int], periodic: tuple[bool, bool, bool]) -> np.ndarray:
+    """The padded (n_sites, 12) first-shell table of a lattice, built once and shared (read-only):
+    the loop's cleanup and the local relaxation of every iteration use the same one (64 MB and
+    0.5 s at 6.5e5 sites)."""
+    table = padded_table(neighbor_table(cells, periodic, 1))
+    table.flags.writeable = False
+    return table
 
 
 def _pad(occupancy: np.ndarray) -> np.ndarray:

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cleanup import padded_table
+from .cleanup import first_shell_table
 from .engine import Engine, RelaxResult, WarmStart
-from .shells import neighbor_table
 from .structure import CLAMP, DESIGN, Structure
 
 
@@ -48,7 +47,7 @@ def shell_hops_for(cutoff_a: float, a0_a: float) -> int:
 
 def grow(table: np.ndarray, mask: np.ndarray, hops: int) -> np.ndarray:
     """(n_sites,) bool: sites within ``hops`` first-neighbour hops of ``mask`` on the lattice
-    (padded table, cleanup.padded_table)."""
+    (padded table, cleanup.first_shell_table)."""
     for _ in range(hops):
         mask = mask | np.append(mask, False)[table].any(axis=1)
     return mask
@@ -59,7 +58,7 @@ def changed_region(structure: Structure, previous: np.ndarray, occupancy: np.nda
     """(region, shell), each (n_sites,) bool: the design atoms of ``occupancy`` within
     ``local.hops`` hops of a site whose occupancy differs from ``previous``, and the other
     atoms within ``local.shell_hops`` hops of the region."""
-    table = padded_table(neighbor_table(structure.lattice.cells, structure.periodic, 1))
+    table = first_shell_table(structure.lattice.cells, structure.periodic)
     region = grow(table, previous != occupancy, local.hops) & occupancy & (structure.kind == DESIGN)
     shell = grow(table, region, local.shell_hops) & occupancy & ~region
     return region, shell

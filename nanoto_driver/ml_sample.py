@@ -37,8 +37,7 @@ def project(x0: np.ndarray, grids: dict[str, np.ndarray], n_design: int, structu
             min_neighbors: int) -> tuple[np.ndarray, bool]:
     """One drawn design (4, nx, ny, nz) float -> occupancy (same shape) bool with exactly ``n_design``
     design atoms, fixed sites occupied, cleaned like an optimizer iterate. Returns (occupancy, cleanup_ok)."""
-    from .cleanup import clean, padded_table
-    from .shells import neighbor_table
+    from .cleanup import clean, first_shell_table
     from .structure import CLAMP, LOAD
 
     score = x0.reshape(-1).astype(np.float64)
@@ -46,7 +45,7 @@ def project(x0: np.ndarray, grids: dict[str, np.ndarray], n_design: int, structu
     order = np.flatnonzero(design)[np.argsort(-score[design], kind="stable")]
     occ = ~design.copy()
     occ[order[:n_design]] = True
-    table = padded_table(neighbor_table(structure.lattice.cells, structure.periodic, 1))
+    table = first_shell_table(structure.lattice.cells, structure.periodic)
     try:
         occ = clean(table, occ, design, structure.kind == CLAMP, structure.kind == LOAD, score, n_design,
                     min_neighbors)

@@ -16,13 +16,12 @@ from typing import Protocol
 
 import numpy as np
 
-from .cleanup import clean, padded_table
+from .cleanup import clean, first_shell_table
 from .config import RunConfig
 from .design import initial_occupancy
 from .engine import WarmStart
 from .evaluate import Problem, evaluate
 from .filter import ShellFilter, build_filter
-from .shells import neighbor_table
 from .state_checkpoint import StateCheckpoint
 from .stiffness import StiffnessResult
 from .structure import CLAMP, DESIGN, LOAD
@@ -96,7 +95,7 @@ class Kernels:
     def __init__(self, problem: Problem) -> None:
         s, f = problem.structure, problem.config.filter
         self.filter: ShellFilter = build_filter(s.lattice.cells, s.periodic, f.shells, f.scheme, f.radius_a0)
-        self.table = padded_table(neighbor_table(s.lattice.cells, s.periodic, 1))
+        self.table = first_shell_table(s.lattice.cells, s.periodic)
         self.design = s.kind == DESIGN
         self.clamp = s.kind == CLAMP
         self.load = s.kind == LOAD
