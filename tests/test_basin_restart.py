@@ -1,8 +1,9 @@
 """Basin restarts: a displaced state that escapes the basin of u = 0 makes the batch relax again there.
 
-The engine here is a fake with two basins, A (the lattice) and B (one atom hopped 2 Å), each a
-parabola in u with its own stiffness: a start in A stays in A at u = 0 and falls into B at u != 0;
-a start in B stays in B. Real LAMMPS met this on a 10^5-site cantilever (docs/performance.md).
+The engine here is a fake with two basins, A (the lattice) and B (one atom hopped 2 Å, or 0.3 Å:
+a drop that no bond change reveals), each a parabola in u with its own stiffness: a start in A
+stays in A at u = 0 and falls into B at u != 0; a start in B stays in B. Real LAMMPS met both on
+10^5-site cantilevers (docs/performance.md).
 """
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from nanoto_driver.config import build_config
 from nanoto_driver.engine import RelaxResult
-from nanoto_driver.errors import DisplacementError
+from nanoto_driver.errors import DisplacementError, RelaxationError
 from nanoto_driver.evaluate import open_problem
 from nanoto_driver.stiffness import STATES, symmetric_curvature
 from nanoto_driver.structure import DESIGN
@@ -23,14 +24,16 @@ class TwoBasins:
     name = "two-basins"
     ranks = 1
 
-    def __init__(self, structure, escape_always=False):
+    def __init__(self, structure, escape_always=False, hop=HOP):
         self.structure = structure
+        self.hop = hop
         self.hopper = int(np.flatnonzero(structure.kind == DESIGN)[len(structure.kind) // 3])
         self.escape_always = escape_always
         self.relaxed: list[float] = []  # u of every state actually relaxed
 
     def _in_b(self, positions):
-        return np.linalg.norm(positions[self.hopper] - self.structure.positions_a[self.hopper]) > 1.0
+        hopped = np.linalg.norm(positions[self.hopper] - self.structure.positions_a[self.hopper])
+        return hopped > 0.5 * np.linalg.norm(self.hop)
 
     def relax(self, structure, occupancy, states_a, warm=None, done=(), on_state=None, in_flight=None):
         results = list(done)
@@ -53,7 +56,7 @@ class TwoBasins:
         energies = np.where(occupancy, (e0 + 0.5 * k * u * u) / occupancy.sum(), 0.0)
         positions = structure.positions_a + structure.affine_displacement_a(u)
         if in_b:
-            positions[self.hopper] += HOP
+            positions[self.hopper] += self.hop
         return RelaxResult(u_a=u, site_energies_ev=energies, positions_a=positions,
                            engine_energy_ev=float(energies.sum()), reaction_ev_per_a=k * u, converged=True,
                            stop_reason="energy tolerance", iterations=10, force_evaluations=10 + n % 7,
@@ -80,6 +83,17 @@ def test_escaped_state_restarts_the_batch_in_the_lower_basin(structure):
     per_state = sum(s.force_evaluations for s in res.states)
     assert res.force_evaluations == per_state + sum(r.force_evaluations for r in res.discarded)
     assert engine._in_b(res.relaxed[0].positions_a)  # u = 0 restarted from the escaped configuration
+
+
+def test_a_drop_into_a_lower_basin_without_a_bond_change_is_an_escape_too(structure):
+    # B is 5 eV lower and only 0.3 Å away: no bond moves by max_nonaffine_a, but the batch's
+    # E(+δ) + E(-δ) - 2 E(0) is about -10 eV, which one basin never gives
+    engine = TwoBasins(structure, hop=np.array([0.0, 0.0, 0.3]))
+    res = _curvature(engine, structure)
+    assert res.k_sym_ev_per_a2 == pytest.approx(K_B, rel=1e-9)
+    assert res.basin_restarts == 1 and engine.relaxed == [0.0, 0.01, -0.01] * 2
+    with pytest.raises(RelaxationError, match="not positive"):  # what a batch without restarts gives
+        _curvature(TwoBasins(structure, hop=np.array([0.0, 0.0, 0.3])), structure, basin_restarts=0)
 
 
 def test_without_restarts_an_escape_is_a_tear(structure):
