@@ -31,6 +31,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -49,7 +50,12 @@ CASES = {"1e4": (44, 22, 3), "1e5": (132, 66, 3), "6.5e5": (332, 166, 3), "1e6":
 # with a largest force that grows with size: 0.8-1.6e-4 eV/Å at 10^5 sites (u = 0 of iterations
 # 1-2), up to 4.2e-4 at 6.5 x 10^5 (+δ of iteration 0). The floor that is accepted is raised from
 # 1e-4 to 1e-3 eV/Å for these runs; the force tolerance itself stays 1e-5.
-SCALE_SETTINGS = ["--set", "minimizer.norm=max", "--set", "minimizer.ftol_ev_per_a=1e-5"]
+# Since the eleventh session also the energy gauge (every state reaches the force tolerance instead
+# of the floor) and the local relaxation before u = 0, skipped where its part holds more than a
+# quarter of the atoms (all of 10^4; none of 10^5): warm iterations at 10^5 sites 800 force
+# evaluations instead of 2,270 (docs/performance.md, "Two more 10^5-site designs").
+SCALE_SETTINGS = ["--set", "minimizer.norm=max", "--set", "minimizer.ftol_ev_per_a=1e-5",
+                  "--set", "minimizer.energy_gauge=true", "--set", "minimizer.local_hops=6"]
 # At 6.5 x 10^5 sites the warm states of iteration 1 ended on the floor at 1.2-1.3e-3 eV/Å after
 # hundreds of CG iterations of a tail (docs/performance.md, "The line-search floor at 6.5 x 10^5
 # sites"), so from that size on the accepted floor is 5e-3 eV/Å.
@@ -63,17 +69,20 @@ COARSE_EVERY = 8
 PHASES = ("lammps_loop_s", "lammps_other_s", "solve_s", "engine_io_s", "filter_s", "step_s", "cleanup_s", "write_s")
 
 
-def run_case(label: str, ranks: int, iterations: int, out: Path, coarse_every: int = COARSE_EVERY) -> int:
-    """``nanoto run`` of one case (resumes what is there); returns its exit code."""
+def run_case(label: str, ranks: int, iterations: int, out: Path, coarse_every: int = COARSE_EVERY,
+             sets: Sequence[str] = ()) -> int:
+    """``nanoto run`` of one case (resumes what is there), with ``sets`` (KEY=VALUE) after the
+    scale settings; returns its exit code."""
     cells = CASES[label]
     cmd = [sys.executable, "-m", "nanoto_driver", "run", str(CONFIG), "-o", str(out), "--resume", "--quiet",
            "--set", f"domain.cells=[{cells[0]}, {cells[1]}, {cells[2]}]", *SCALE_SETTINGS,
            "--set", f"minimizer.accept_fmax_ev_per_a={ACCEPT_FMAX[label]}",
            "--set", f"minimizer.coarse_every={coarse_every}",
-           "--set", f"optimizer.max_iterations={iterations}", "--set", f"name=scale_{label}"]
+           "--set", f"optimizer.max_iterations={iterations}", "--set", f"name=scale_{label}",
+           *[arg for kv in sets for arg in ("--set", kv)]]
     if ranks > 1:
         cmd = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), *cmd]
-    print(f"== {label} sites, {ranks} rank(s): {' '.join(cmd[-15:])}", flush=True)
+    print(f"== {label} sites, {ranks} rank(s): {' '.join(cmd[cmd.index('--quiet'):])}", flush=True)
     return subprocess.call(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
@@ -210,6 +219,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "runs" / "scale"))
     ap.add_argument("--coarse-every", type=int, default=COARSE_EVERY,
                     help=f"minimizer.coarse_every (default {COARSE_EVERY}; 0: plain CG)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a further config override for every run (e.g. minimizer.local_hops=6)")
     ap.add_argument("--report", action="store_true", help="only read the runs that are there")
     ap.add_argument("--json", help="write the report rows here")
     ap.add_argument("--plot", help="write time per iteration versus sites here (.png)")
@@ -218,7 +229,8 @@ def main() -> None:
     if not args.report:
         for label in args.sites:
             for ranks in args.ranks:
-                code = run_case(label, ranks, args.iterations, out / f"{label}_{ranks}r", args.coarse_every)
+                code = run_case(label, ranks, args.iterations, out / f"{label}_{ranks}r", args.coarse_every,
+                                args.set)
                 if code != 0:
                     print(f"{label} on {ranks} rank(s) ended with exit code {code}", flush=True)
     report(out, args.json, args.plot)

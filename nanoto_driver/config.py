@@ -103,6 +103,10 @@ class MinimizerConfig(_Section):
         "within N first-neighbour hops of the sites the BESO step changed, in a system of their own with a "
         "fixed shell two potential cutoffs thick; the whole design then relaxes from there "
         "(nanoto_driver/local_relax.py, docs/optimizer.md)")
+    local_max_share: float = Field(
+        0.25, gt=0, le=1, description="skip the local relaxation of an iteration when its region and shell "
+        "hold more than this share of the design's atoms: there it costs more than it saves (35-45 % at "
+        "10^4 sites; 12-20 % at 10^5, where it halves the iteration; docs/performance.md)")
     basin_restarts: int = Field(
         2, ge=0, description="when a displaced state leaves the basin of the u = 0 relaxation (a bond "
         "changes by more than max_nonaffine_a), relax the batch again from the basin it fell into, at most "
@@ -232,7 +236,8 @@ def canonical_json(config: RunConfig) -> str:
 
 #: keys added after run files and campaigns existed: left out of ``canonical_json`` at their default
 ADDED_LATER = (("minimizer", "norm", "two"), ("minimizer", "basin_restarts", 2), ("minimizer", "coarse_every", 0),
-               ("minimizer", "dmax_a", 0.1), ("minimizer", "energy_gauge", False), ("minimizer", "local_hops", 0))
+               ("minimizer", "dmax_a", 0.1), ("minimizer", "energy_gauge", False), ("minimizer", "local_hops", 0),
+               ("minimizer", "local_max_share", 1.0))
 
 
 def config_hash(config: RunConfig) -> str:

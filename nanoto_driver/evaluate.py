@@ -82,7 +82,7 @@ def local_relax(problem: Problem) -> LocalRelax | None:
     if not hops:
         return None
     shell = 2 if problem.potential is None else shell_hops_for(problem.potential.cutoff_a, problem.a0_a)
-    return LocalRelax(hops, shell)
+    return LocalRelax(hops, shell, problem.config.minimizer.local_max_share)
 
 
 def summary(problem: Problem, occupancy: np.ndarray, result: StiffnessResult, wall_s: float,

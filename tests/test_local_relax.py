@@ -68,9 +68,27 @@ def test_nothing_changed_means_nothing_to_relax():
     assert relax_changes(object(), structure, occupancy, no_previous, LocalRelax(3, 7)) == (no_previous, None)  # type: ignore[arg-type]
 
 
+def test_a_part_holding_more_than_max_share_of_the_atoms_is_left_to_the_whole_design(caplog):
+    config = load_config(EXAMPLES / "optimize_cantilever.yaml", ["domain.cells=[20, 10, 3]"])
+    structure = build_structure(config.domain, 4.05, 6.5)
+    before = np.ones(structure.n_sites, bool)
+    after = _notch(structure, before)
+    warm = WarmStart(structure.positions_a.copy(), None, before)
+    region, shell = changed_region(structure, before, after, LocalRelax(2, 3))
+    share = (region | shell).sum() / after.sum()
+    assert 0.05 < share < 1 / 3  # (the region test above)
+    # the engine is never asked: object() has no relax
+    with caplog.at_level("INFO", logger="nanoto"):
+        assert relax_changes(object(), structure, after, warm, LocalRelax(2, 3, share - 0.01)) == (warm, None)  # type: ignore[arg-type]
+    assert "local_max_share" in caplog.text
+    with pytest.raises(AttributeError, match="relax"):  # just under the share it goes to the engine
+        relax_changes(object(), structure, after, warm, LocalRelax(2, 3, share + 0.01))  # type: ignore[arg-type]
+
+
 @pytest.mark.lammps
 def test_relaxing_the_notch_first_ends_in_the_same_minimum_and_counts_the_part_by_its_atoms(lammps_ok):
-    config = load_config(EXAMPLES / "optimize_cantilever.yaml", [*SETS, "minimizer.local_hops=4"])
+    config = load_config(EXAMPLES / "optimize_cantilever.yaml",
+                         [*SETS, "minimizer.local_hops=4", "minimizer.local_max_share=1"])
     problem = open_problem(config)
     try:
         s, delta = problem.structure, problem.delta_a()
@@ -79,7 +97,7 @@ def test_relaxing_the_notch_first_ends_in_the_same_minimum_and_counts_the_part_b
         first = symmetric_curvature(problem.engine, s, before, delta)
         warm = WarmStart(first.relaxed[0].positions_a, first.response_a, before)
         local = local_relax(problem)
-        assert local == LocalRelax(4, shell_hops_for(problem.potential.cutoff_a, problem.a0_a))
+        assert local == LocalRelax(4, shell_hops_for(problem.potential.cutoff_a, problem.a0_a), 1.0)
         plain = symmetric_curvature(problem.engine, s, after, delta, warm=warm)
         first_local = symmetric_curvature(problem.engine, s, after, delta, warm=warm, local=local)
     finally:
@@ -111,7 +129,8 @@ def test_the_shell_makes_the_part_lower_the_whole_design_energy_by_its_own_drop(
     # With a shell two cutoffs thick, every energy term that depends on a region atom is in the
     # part, so relaxing the part lowers the whole design's energy by exactly the part's drop. A
     # shell of 2 hops (5.7 Å at most, under one cutoff) misses terms, and the two drops differ.
-    config = load_config(EXAMPLES / "optimize_cantilever.yaml", [*SETS, "minimizer.local_hops=3"])
+    config = load_config(EXAMPLES / "optimize_cantilever.yaml",
+                         [*SETS, "minimizer.local_hops=3", "minimizer.local_max_share=1"])
     problem = open_problem(config)
     try:
         s, engine = problem.structure, problem.engine

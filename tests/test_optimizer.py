@@ -139,20 +139,22 @@ def test_failed_relaxation_is_recorded_by_name_and_resumable(tmp_path, monkeypat
 def test_the_local_relaxation_before_u0_is_in_the_run_file(tmp_path):
     from nanoto_driver.observers import RunFileObserver
 
-    def config(hops):
+    def config(hops, share):
         return build_config({"engine": {"name": "harmonic"}, "domain": {"cells": [10, 5, 1]},
                              "optimizer": {"evolution_rate": 0.05, "max_iterations": 4},
-                             "minimizer": {"local_hops": hops}})
+                             "minimizer": {"local_hops": hops, "local_max_share": share}})
 
     columns = {}
-    for hops in (0, 2):
-        path = tmp_path / f"hops{hops}.h5"
-        problem = open_problem(config(hops))
+    for hops, share in ((0, 1.0), (2, 1.0), (2, 0.05)):
+        path = tmp_path / f"hops{hops}_{share}.h5"
+        problem = open_problem(config(hops, share))
         runfile.create(path, problem.config, problem.structure, {"host": "test"})
         run(problem, [RunFileObserver(path)])
-        columns[hops] = runfile.read_iterations(path)
-    off, on = columns[0], columns[2]
+        columns[hops, share] = runfile.read_iterations(path)
+    off, on = columns[0, 1.0], columns[2, 1.0]
     assert off["local_atoms"].tolist() == [0] * 4 and off["local_force_evaluations"].tolist() == [0] * 4
+    # a part of more than 5 % of this small design's atoms is left to the whole design's relaxation
+    assert columns[2, 0.05]["local_atoms"].tolist() == [0] * 4
     # iteration 0 has no warm start; every later one relaxes the part around its changes first
     assert on["local_atoms"][0] == 0 and (on["local_atoms"][1:] > 0).all()
     assert (on["local_atoms"][1:] <= on["occupancy"][1:].sum(axis=1)).all()
