@@ -109,7 +109,8 @@ class MinimizerConfig(_Section):
         "10^4 sites; 12-20 % at 10^5, where it halves the iteration; docs/performance.md)")
     basin_restarts: int = Field(
         2, ge=0, description="when a displaced state leaves the basin of the u = 0 relaxation (a bond "
-        "changes by more than max_nonaffine_a), relax the batch again from the basin it fell into, at most "
+        "changes by more than max_nonaffine_a, or E(+δ) + E(-δ) - 2 E(0) is not positive), relax the batch "
+        "again from the basin it fell into, at most "
         "this often (docs/optimizer.md)")
 
 
@@ -237,7 +238,7 @@ def canonical_json(config: RunConfig) -> str:
 #: keys added after run files and campaigns existed: left out of ``canonical_json`` at their default
 ADDED_LATER = (("minimizer", "norm", "two"), ("minimizer", "basin_restarts", 2), ("minimizer", "coarse_every", 0),
                ("minimizer", "dmax_a", 0.1), ("minimizer", "energy_gauge", False), ("minimizer", "local_hops", 0),
-               ("minimizer", "local_max_share", 1.0))
+               ("minimizer", "local_max_share", 0.25))
 
 
 def config_hash(config: RunConfig) -> str:

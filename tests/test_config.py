@@ -72,3 +72,15 @@ def test_keys_added_later_keep_the_identity_of_runs_at_their_default():
     assert config_hash(load_config(None, ["minimizer.dmax_a=0.5"])) != config_hash(default)
     with pytest.raises(ConfigError, match="minimizer.dmax_a"):
         load_config(None, ["minimizer.dmax_a=0"])
+
+
+def test_every_key_added_later_is_left_out_of_the_identity_at_its_default():
+    """ADDED_LATER must list each key at its current default, or every default config (and so
+    every campaign id) would change with the key's arrival."""
+    from nanoto_driver.config import ADDED_LATER, canonical_json
+
+    default = load_config(None)
+    tree = default.model_dump(mode="json")
+    for section, key, value in ADDED_LATER:
+        assert tree[section][key] == value, f"{section}.{key}"
+        assert f'"{key}"' not in canonical_json(default)
