@@ -443,6 +443,11 @@ class LammpsEngine:
         full[ids - 1] = forces
         return self._preconditioner[1].direction(full)[ids - 1]
 
+    def forget_design(self) -> None:
+        """Drop the multigrid hierarchy and bond rows kept for the last design: the next
+        correction builds them again (benches that compare variants on one design)."""
+        self._preconditioner, self._bonds = (None, None), (None, None)
+
     def _bond_ends(self, structure: Structure, occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The design's first-neighbour bonds as rows of ``ids`` (coarse.bond_rows), kept for its
         other states; every rank holds them, as every rank holds the move they bound."""
