@@ -28,7 +28,7 @@ import time
 import numpy as np
 from warm_start import designs, run_config  # bench/ is on the path of a bench script
 
-from nanoto_driver.engine import WarmStart
+from nanoto_driver.engine import RelaxResult, WarmStart
 from nanoto_driver.evaluate import local_relax, open_problem
 from nanoto_driver.local_relax import LocalRelax, relax_changes
 from nanoto_driver.stiffness import symmetric_curvature
@@ -56,8 +56,8 @@ def main() -> None:
         if engine.rank == 0:
             print(text, flush=True)
 
-    def part_share(result: object) -> str:
-        return "" if result is None else f"{result.force_evaluations} in a part"  # type: ignore[attr-defined]
+    def in_a_part(result: RelaxResult | None) -> str:
+        return "nothing" if result is None else f"{result.force_evaluations} force evaluations in a part"
 
     try:
         prev = symmetric_curvature(engine, s, occupancy[k - 1], problem.delta_a(), mini.max_nonaffine_a,
@@ -66,7 +66,7 @@ def main() -> None:
         warm, part = relax_changes(engine, s, occ, WarmStart(prev.relaxed[0].positions_a, prev.response_a,
                                                              occupancy[k - 1]), local)
         say(f"{args.run}: design {k}, {int(occ.sum()):,} atoms; the changed sites' part: "
-            f"{part_share(part)} ({time.perf_counter() - t0:.1f} s), before either path")
+            f"{in_a_part(part)} ({time.perf_counter() - t0:.1f} s), before either path")
         engine.forget_design()
         t0 = time.perf_counter()
         reference = engine.relax(s, occ, [0.0], warm)[0]
@@ -83,12 +83,14 @@ def main() -> None:
                 engine.settings = strict
             moved = (np.linalg.norm(loose.positions_a - s.positions_a, axis=1) > MOVED_A) & occ
             t1 = time.perf_counter()
+            # relax_changes grows its region from the sites whose occupancy differs from the warm
+            # start's previous one: here the moved atoms are those seeds
             start, polish = relax_changes(engine, s, occ, WarmStart(loose.positions_a, None, occ ^ moved),
                                           LocalRelax(args.hops, local.shell_hops))
             t2 = time.perf_counter()
             total_s, total_fe = total_s + t2 - t0, total_fe + loose.force_evaluations
             say(f"to {tol:g} eV/Å: {loose.force_evaluations} force evaluations, {t1 - t0:.1f} s; "
-                f"{int(moved.sum())} atoms moved > {MOVED_A} Å; polish {part_share(polish)}, {t2 - t1:.1f} s")
+                f"{int(moved.sum())} atoms moved > {MOVED_A} Å; polish {in_a_part(polish)}, {t2 - t1:.1f} s")
         t0 = time.perf_counter()
         final = engine.relax(s, occ, [0.0], start)[0]
         total_s, total_fe = total_s + time.perf_counter() - t0, total_fe + final.force_evaluations

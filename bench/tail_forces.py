@@ -30,9 +30,9 @@ import numpy as np
 from warm_start import designs, run_config  # bench/ is on the path of a bench script
 
 from nanoto_driver import engine_lammps
+from nanoto_driver.cleanup import first_shell_table, occupied_neighbors
 from nanoto_driver.coarse import floppy_sites
 from nanoto_driver.engine import WarmStart
-from nanoto_driver.engine_harmonic import bonds
 from nanoto_driver.evaluate import local_relax, open_problem
 from nanoto_driver.stiffness import symmetric_curvature
 
@@ -79,34 +79,33 @@ def main() -> None:
     engine, s, mini = problem.engine, problem.structure, config.minimizer
     occ = occupancy[k]
     ids = np.flatnonzero(occ) + 1
-    i, j, _ = bonds(s, occ)
-    row = np.cumsum(occ) - 1
-    coordination = np.bincount(row[i], minlength=len(ids)) + np.bincount(row[j], minlength=len(ids))
+    coordination = occupied_neighbors(first_shell_table(s.lattice.cells, s.periodic), occ)[occ]
     groups = {"surface": coordination < 12, "floppy": floppy_sites(s, occ)[occ]}
     rows: list[dict[str, Any]] = []
+    seen = {"corrections": 0, "active": False}  # corrections of design k so far; off during design k-1
     correct = engine_lammps.LammpsEngine._coarse_correction
 
     def observed(self: Any, *a: Any, **kw: Any) -> Any:  # reads the state before every N-th correction
-        if observed.active and (len(rows) + 1) * args.every == observed.calls + 1:  # type: ignore[attr-defined]
-            x, f = self._gather("x", 3, ids), self._gather("f", 3, ids)
-            rows.append({"correction": observed.calls + 1, "energy_ev": float(self._lmp.get_thermo("pe")),  # type: ignore[attr-defined]
-                         **force_shares(x, f, s.positions_a[occ], groups, args.moved_a, args.radius_a)})
+        seen["corrections"] += 1
+        if seen["active"] and seen["corrections"] % args.every == 0:
+            x, f = self._gather("x", 3, ids), self._gather("f", 3, ids)  # collective: every rank
+            energy = float(self._lmp.get_thermo("pe"))
             if self.rank == 0:
+                rows.append({"correction": seen["corrections"], "energy_ev": energy,
+                             **force_shares(x, f, s.positions_a[occ], groups, args.moved_a, args.radius_a)})
                 r = rows[-1]
                 print(f"{r['correction']:>5} {r['energy_ev']:>16.7f} {r['f2']:>9.1e} {r['fmax']:>9.1e} "
                       f"{r['moved']:>6.2f} {r['near']:>6.2f} {r['surface']:>7.2f} {r['floppy']:>6.3f} "
                       f"{r['long_wave']:>9.3f} {r['moved_atoms']:>6} {r['near_atoms']:>6}", flush=True)
-        observed.calls += 1  # type: ignore[attr-defined]
         return correct(self, *a, **kw)
 
-    observed.calls, observed.active = 0, False  # type: ignore[attr-defined]
     engine_lammps.LammpsEngine._coarse_correction = observed  # type: ignore[method-assign]
     try:
         delta = problem.delta_a()
         prev = symmetric_curvature(engine, s, occupancy[k - 1], delta, mini.max_nonaffine_a,
                                    basin_restarts=mini.basin_restarts)
         warm = WarmStart(prev.relaxed[0].positions_a, prev.response_a, occupancy[k - 1])
-        observed.calls, observed.active = 0, True  # type: ignore[attr-defined]
+        seen["corrections"], seen["active"] = 0, True
         if engine.rank == 0:
             print(f"{args.run}: design {k}, {len(ids):,} atoms; energy is LAMMPS' pe (gauge included); "
                   f"shares of |f|^2")
