@@ -11,6 +11,8 @@ the warm start a run would use; then design k is relaxed warm from it once per v
     plain       no correction: LAMMPS' CG alone (coarse_every 0), the reference minimum
     every-N     two-vector with a correction every N CG iterations instead of the config's
                 ``minimizer.coarse_every`` (e.g. every-32)
+    solve-N     two-vector with N preconditioned CG iterations per multigrid solve instead of
+                coarse.SOLVE_ITERATIONS (e.g. solve-1: one V-cycle)
 
 Prints, per variant, force evaluations per state, wall time, time in the multigrid solves,
 K_sym, the energy of each state against the first variant's, and how many atoms ended more
@@ -69,6 +71,8 @@ def variant(name: str, engine: Any) -> Any:
         return _attribute(engine, "coarse_every", 0)
     if name.startswith("every-"):
         return _attribute(engine, "coarse_every", int(name.removeprefix("every-")))
+    if name.startswith("solve-"):
+        return _attribute(coarse, "SOLVE_ITERATIONS", int(name.removeprefix("solve-")))
     return nullcontext()  # two-vector: as configured
 
 
@@ -76,11 +80,11 @@ VARIANTS = ("two-vector", "line", "unbounded", "plain")
 
 
 def variant_name(text: str) -> str:
-    """argparse type of --variants: one of VARIANTS or every-N (N > 0)."""
-    if text in VARIANTS or (text.startswith("every-") and text.removeprefix("every-").isdigit()
-                            and int(text.removeprefix("every-")) > 0):
+    """argparse type of --variants: one of VARIANTS, every-N or solve-N (N > 0)."""
+    prefix, _, n = text.partition("-")
+    if text in VARIANTS or (prefix in ("every", "solve") and n.isdigit() and int(n) > 0):
         return text
-    raise argparse.ArgumentTypeError(f"'{text}' is none of {', '.join(VARIANTS)}, every-N (N > 0)")
+    raise argparse.ArgumentTypeError(f"'{text}' is none of {', '.join(VARIANTS)}, every-N, solve-N (N > 0)")
 
 
 def relax(problem: Any, occupancy: Any, warm: WarmStart | None = None) -> StiffnessResult:

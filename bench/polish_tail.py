@@ -1,15 +1,16 @@
-"""Prototype of a local polish of u = 0's tail: is it cheaper than the whole design's CG?
+"""The tail polish of u = 0 (local_relax.polish_tail) in rounds of tolerances: cheaper than the whole CG?
 
 bench/tail_forces.py found the tail of a warm u = 0 at 10^5 sites on a few hundred atoms
 around the reconstructed ones. Here, for design k of a run warm from design k-1 (local
 relaxation of the changed sites first, as a run does):
 
     reference   u = 0 of the whole design to the config's tolerance, as a run relaxes it
-    polished    u = 0 of the whole design to each of --tolerances in turn (eV/Å, the config's
-                norm); after each, the atoms more than 1 Å from their lattice site and those
-                within --hops first-neighbour hops of them relax in a system of their own with
-                a fixed shell (local_relax.relax_changes, plain CG, the config's tolerance);
-                then the whole design to the config's tolerance
+    polished    for each of --tolerances in turn (eV/Å, the config's norm), the polish of
+                local_relax.polish_tail: u = 0 of the whole design to it, then the atoms more
+                than 1 Å from their lattice sites and those within --hops first-neighbour hops
+                of them in a system of their own with a fixed shell (plain CG, the config's
+                tolerance); then the whole design to the config's tolerance. With one
+                tolerance this is what minimizer.polish_ftol_ev_per_a does in a run.
 
 Prints force evaluations and wall time of each step (a part's force evaluations cost its
 share of the atoms) and the end energies: both paths must end in the same minimum. Each
@@ -22,18 +23,14 @@ path builds the design's multigrid hierarchy once.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
-import numpy as np
 from warm_start import designs, run_config  # bench/ is on the path of a bench script
 
 from nanoto_driver.engine import RelaxResult, WarmStart
 from nanoto_driver.evaluate import local_relax, open_problem
-from nanoto_driver.local_relax import LocalRelax, relax_changes
+from nanoto_driver.local_relax import LocalRelax, TailPolish, polish_tail, relax_changes
 from nanoto_driver.stiffness import symmetric_curvature
-
-MOVED_A = 1.0  # an atom this far from its lattice site at u = 0 has rearranged
 
 
 def main() -> None:
@@ -72,25 +69,16 @@ def main() -> None:
         reference = engine.relax(s, occ, [0.0], warm)[0]
         ref_s = time.perf_counter() - t0
         say(f"reference: {reference.force_evaluations} force evaluations, {ref_s:.1f} s")
-        strict, start, total_s, total_fe = engine.settings, warm, 0.0, 0
+        start, total_s, total_fe = warm, 0.0, 0
         engine.forget_design()
         for tol in args.tolerances:
-            engine.settings = dataclasses.replace(strict, ftol_ev_per_a=tol)
             t0 = time.perf_counter()
-            try:
-                loose = engine.relax(s, occ, [0.0], start)[0]
-            finally:
-                engine.settings = strict
-            moved = (np.linalg.norm(loose.positions_a - s.positions_a, axis=1) > MOVED_A) & occ
-            t1 = time.perf_counter()
-            # relax_changes grows its region from the sites whose occupancy differs from the warm
-            # start's previous one: here the moved atoms are those seeds
-            start, polish = relax_changes(engine, s, occ, WarmStart(loose.positions_a, None, occ ^ moved),
-                                          LocalRelax(args.hops, local.shell_hops))
-            t2 = time.perf_counter()
-            total_s, total_fe = total_s + t2 - t0, total_fe + loose.force_evaluations
-            say(f"to {tol:g} eV/Å: {loose.force_evaluations} force evaluations, {t1 - t0:.1f} s; "
-                f"{int(moved.sum())} atoms moved > {MOVED_A} Å; polish {in_a_part(polish)}, {t2 - t1:.1f} s")
+            start, (loose, *polished) = polish_tail(engine, s, occ, start, TailPolish(tol, LocalRelax(args.hops,
+                                                                                                  local.shell_hops)))
+            total_s, total_fe = total_s + time.perf_counter() - t0, total_fe + loose.force_evaluations
+            say(f"to {tol:g} eV/Å: {loose.force_evaluations} force evaluations, {loose.wall_s:.1f} s; "
+                f"polish {in_a_part(polished[0] if polished else None)}, "
+                f"{polished[0].wall_s if polished else 0.0:.1f} s")
         t0 = time.perf_counter()
         final = engine.relax(s, occ, [0.0], start)[0]
         total_s, total_fe = total_s + time.perf_counter() - t0, total_fe + final.force_evaluations

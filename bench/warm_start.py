@@ -10,7 +10,8 @@ iteration k is relaxed at (0, +δ, -δ) three ways with the run's own config and
     warm    E(0) from the relaxed positions of design k-1 (added atoms on their sites),
             +δ from the relaxed 0 plus design k-1's response (what a run does); with
             minimizer.local_hops set, the region around the changed sites is relaxed first
-            and counted in whole-design force evaluations by its share of the atoms
+            and counted in whole-design force evaluations by its share of the atoms; with
+            minimizer.polish_ftol_ev_per_a, u = 0's tail is polished (local_relax.polish_tail)
 
 Design k-1 is relaxed first (batch) to give the warm start. Prints force evaluations per
 iteration, ratios cold/warm and batch/warm, K_sym of each and their relative spread.
@@ -28,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +42,7 @@ from nanoto_driver import runfile
 from nanoto_driver.config import build_config, merge_trees, parse_overrides
 from nanoto_driver.engine import RelaxResult, WarmStart
 from nanoto_driver.errors import DisplacementError, RelaxationError
-from nanoto_driver.evaluate import local_relax, open_problem
+from nanoto_driver.evaluate import local_relax, open_problem, tail_polish
 from nanoto_driver.stiffness import STATES, StiffnessResult, energy_difference_ev, symmetric_curvature
 
 STARTS = ("cold", "batch", "warm")
@@ -123,7 +126,8 @@ def measure(problem: Any, occ_prev: np.ndarray, occ: np.ndarray,
                                        basin_restarts=mini.basin_restarts)
             warm = WarmStart(prev.relaxed[0].positions_a, prev.response_a, occ_prev)
             out[start] = symmetric_curvature(problem.engine, s, occ, delta, mini.max_nonaffine_a, warm,
-                                             basin_restarts=mini.basin_restarts, local=local_relax(problem))
+                                             basin_restarts=mini.basin_restarts, local=local_relax(problem),
+                                             polish=tail_polish(problem))
         else:
             out[start] = reference(problem, occ, cold=start == "cold")
     return out
@@ -168,6 +172,8 @@ def main() -> None:
     config = run_config(args.run, args.set)
     occupancy = designs(args.run)
     problem = open_problem(config)
+    if getattr(problem.engine, "rank", 0):  # under mpiexec, rank 0 prints and writes
+        sys.stdout, args.json = open(os.devnull, "w"), None  # noqa: SIM115 (for the process's life)
     print(f"{args.run}: {config.name}, {problem.structure.n_sites} sites, engine {config.engine.name}")
     print(f"{'k':>4} {'atoms':>7} {'cold':>7} {'batch':>7} {'warm':>7} {'cold/warm':>9} {'batch/warm':>10}"
           f" {'K_sym warm':>11} {'max rel dK':>10}")
@@ -201,16 +207,19 @@ def row(k: int, atoms: int, r: dict[str, StiffnessResult | Apart]) -> dict[str, 
         "k_sym": ks,
         "max_rel_dk": max(abs(v - ks["warm"]) for v in kept) / ks["warm"] if "warm" in ks else None,
         "basin_restarts": {name: res.basin_restarts for name, res in r.items()},
-        "wall_s": {name: sum(st.wall_s for st in res.states) + (res.local.wall_s if res.local else 0.0)
+        "wall_s": {name: sum(st.wall_s for st in res.states) + sum(b.wall_s for b in getattr(res, "before", ()))
                    for name, res in r.items()},
         "local": None if local is None else {"force_evaluations": local.force_evaluations,
                                              "atoms": local.n_atoms, "wall_s": local.wall_s},
+        "polish": [{"force_evaluations": p.force_evaluations, "atoms": p.n_atoms, "wall_s": p.wall_s}
+                   for p in (r["warm"].polish if "warm" in r else ())],
         "apart": apart,
     }
 
 
 def print_row(r: dict[str, Any]) -> None:
-    fe, ks, restarted, local = r["force_evaluations"], r["k_sym"], r["basin_restarts"], r["local"]
+    fe, ks, restarted, local, polish = (r["force_evaluations"], r["k_sym"], r["basin_restarts"], r["local"],
+                                        r["polish"])
     cells = [f"{fe.get(n, ''):>7}" for n in STARTS]
     ratios = [f"{fe[n] / fe['warm']:>9.2f}" if n in fe and "warm" in fe else f"{'':>9}" for n in ("cold", "batch")]
     k_warm = f"{ks['warm']:>11.6g}" if "warm" in ks else f"{'':>11}"
@@ -221,7 +230,9 @@ def print_row(r: dict[str, Any]) -> None:
     print("     per state (0, +δ, -δ): " + ", ".join(f"{n} {v}" for n, v in r["per_state"].items())
           + "; wall (s): " + ", ".join(f"{n} {v:.1f}" for n, v in r["wall_s"].items())
           + ("" if local is None else f"; warm's local relaxation: {local['force_evaluations']} force "
-             f"evaluations of {local['atoms']} atoms, {local['wall_s']:.1f} s"))
+             f"evaluations of {local['atoms']} atoms, {local['wall_s']:.1f} s")
+          + "".join(f"; polish: {p['force_evaluations']} force evaluations of {p['atoms']} atoms, "
+                    f"{p['wall_s']:.1f} s" for p in polish))
 
 
 if __name__ == "__main__":

@@ -108,13 +108,14 @@ class SpringPreconditioner:
             np.random.set_state(saved)
         self.n_sites, self.dtype = structure.n_sites, dtype
 
-    def direction(self, forces_ev_per_a: np.ndarray, iterations: int = SOLVE_ITERATIONS) -> np.ndarray:
+    def direction(self, forces_ev_per_a: np.ndarray, iterations: int | None = None) -> np.ndarray:
         """d ≈ K_s^-1 f: (n_sites, 3) forces in, (n_sites, 3) displacement direction out (Å per
         eV/Å of force on 1 eV/Å² springs), zero at clamp, load, empty and floppy sites; at most
-        ``iterations`` preconditioned CG iterations."""
+        ``iterations`` preconditioned CG iterations (default SOLVE_ITERATIONS, read at the call)."""
         g = np.asarray(forces_ev_per_a, dtype=self.dtype).reshape(-1)[self.free]
         out = np.zeros(3 * self.n_sites)
-        out[self.free] = self.solver.solve(g, tol=SOLVE_TOLERANCE, accel="cg", maxiter=iterations)
+        out[self.free] = self.solver.solve(g, tol=SOLVE_TOLERANCE, accel="cg",
+                                           maxiter=SOLVE_ITERATIONS if iterations is None else iterations)
         return out.reshape(-1, 3)
 
 

@@ -107,6 +107,16 @@ class MinimizerConfig(_Section):
         0.25, gt=0, le=1, description="skip the local relaxation of an iteration when its region and shell "
         "hold more than this share of the design's atoms: there it costs more than it saves (35-45 % at "
         "10^4 sites; 12-20 % at 10^5, where it halves the iteration; docs/performance.md)")
+    polish_ftol_ev_per_a: float = Field(
+        0.0, ge=0, description="0: off. > 0: relax u = 0 of the whole design to this looser force "
+        "tolerance first (in the norm of `norm`), then the atoms with a first-neighbour bond changed by "
+        "more than 1 Å from the lattice and polish_hops hops around them in a system of their own with a "
+        "fixed shell (local_max_share applies), then the whole design to ftol_ev_per_a: the tail of a "
+        "relaxation in which thin parts reconstruct sits on those few atoms (nanoto_driver/local_relax.py, "
+        "docs/optimizer.md)")
+    polish_hops: int = Field(
+        3, ge=0, le=40, description="first-neighbour hops around the moved atoms that the tail polish "
+        "relaxes with them (polish_ftol_ev_per_a)")
     basin_restarts: int = Field(
         2, ge=0, description="when a displaced state leaves the basin of the u = 0 relaxation (a bond "
         "changes by more than max_nonaffine_a, or E(+δ) + E(-δ) - 2 E(0) is not positive), relax the batch "
@@ -238,7 +248,8 @@ def canonical_json(config: RunConfig) -> str:
 #: keys added after run files and campaigns existed: left out of ``canonical_json`` at their default
 ADDED_LATER = (("minimizer", "norm", "two"), ("minimizer", "basin_restarts", 2), ("minimizer", "coarse_every", 0),
                ("minimizer", "dmax_a", 0.1), ("minimizer", "energy_gauge", False), ("minimizer", "local_hops", 0),
-               ("minimizer", "local_max_share", 0.25))
+               ("minimizer", "local_max_share", 0.25), ("minimizer", "polish_ftol_ev_per_a", 0.0),
+               ("minimizer", "polish_hops", 3))
 
 
 def config_hash(config: RunConfig) -> str:

@@ -143,7 +143,8 @@ class Engine(Protocol):
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
               warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
               on_state: Callable[[RelaxResult], None] | None = None,
-              in_flight: InFlightStore | None = None, plain: bool = False) -> list[RelaxResult]:
+              in_flight: InFlightStore | None = None, plain: bool = False,
+              ftol_ev_per_a: float | None = None) -> list[RelaxResult]:
         """Relax every prescribed state; one result per state, in order.
 
         ``done``: results of the first states, relaxed earlier (a resumed iteration); an
@@ -153,6 +154,8 @@ class Engine(Protocol):
         in one go may ignore all three: the results are the same, only the time differs.
         ``plain``: minimize without the two-level corrections even if the engine is set up for
         them (a part of a design with a fixed shell, local_relax.py).
+        ``ftol_ev_per_a``: a force tolerance for this call instead of the configured one, in the
+        configured norm (the loose first stage of the tail polish, local_relax.py).
         """
         ...
 

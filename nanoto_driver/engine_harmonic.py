@@ -47,8 +47,10 @@ class HarmonicEngine:
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
               warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
               on_state: Callable[[RelaxResult], None] | None = None,
-              in_flight: InFlightStore | None = None, plain: bool = False) -> list[RelaxResult]:
-        """Direct solves, one per state; ``done``, ``on_state``, ``in_flight`` and ``plain`` are not used."""
+              in_flight: InFlightStore | None = None, plain: bool = False,
+              ftol_ev_per_a: float | None = None) -> list[RelaxResult]:
+        """Direct solves, one per state (exact: ``ftol_ev_per_a`` has nothing to loosen); ``done``,
+        ``on_state``, ``in_flight`` and ``plain`` are not used."""
         if structure.load_mode != "group":
             raise EngineError("the harmonic test double supports group loading only")
         i, j, b = stretch_operator(structure, occupancy)

@@ -9,10 +9,12 @@ or are type-4 atoms that no pair includes (``type``); ids are never renumbered.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,19 @@ def is_converged(stop_reason: str, fmax_ev_per_a: float, settings: ScriptSetting
     if stop_reason in LIMIT_STOPS:
         return False
     return fmax_ev_per_a <= settings.accept_fmax_ev_per_a
+
+
+@contextmanager
+def tolerance(engine: Any, ftol_ev_per_a: float | None) -> Iterator[None]:
+    """Within it, ``engine.settings`` (ScriptSettings) has the force tolerance ``ftol_ev_per_a``
+    (None: unchanged); restored on the way out, whatever happens."""
+    strict = engine.settings
+    if ftol_ev_per_a is not None:
+        engine.settings = dataclasses.replace(strict, ftol_ev_per_a=ftol_ev_per_a)
+    try:
+        yield
+    finally:
+        engine.settings = strict
 
 
 def lammps_error(err: Exception, u_a: float) -> Exception:
@@ -201,7 +216,16 @@ class LammpsEngine:
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
               warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
               on_state: Callable[[RelaxResult], None] | None = None,
-              in_flight: InFlightStore | None = None, plain: bool = False) -> list[RelaxResult]:
+              in_flight: InFlightStore | None = None, plain: bool = False,
+              ftol_ev_per_a: float | None = None) -> list[RelaxResult]:
+        with tolerance(self, ftol_ev_per_a):
+            return self._relax_states(structure, occupancy, states_a, warm, done, on_state, in_flight, plain)
+
+    def _relax_states(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
+                      warm: WarmStart | None, done: Sequence[RelaxResult],
+                      on_state: Callable[[RelaxResult], None] | None, in_flight: InFlightStore | None,
+                      plain: bool) -> list[RelaxResult]:
+        """``relax`` with the settings as they are."""
         self._ensure_setup(structure)
         ids = np.flatnonzero(occupancy) + 1
         results: list[RelaxResult] = list(done)

@@ -22,7 +22,7 @@ import numpy as np
 
 from .config import RunConfig
 from .engine import InFlightStore, RelaxResult, WarmStart, empty_to_lattice, extrapolation, prescribed_response
-from .engine_lammps import is_converged, settings_from
+from .engine_lammps import is_converged, settings_from, tolerance
 from .errors import ConfigError, DisplacementError, EngineError
 from .lammps_runtime import lmp_executable, mpiexec_executable
 from .lammps_text import StateReport, parse_log, render, setup_script, state_script, write_data_file
@@ -69,9 +69,16 @@ class LammpsExeEngine:
     def relax(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
               warm: WarmStart | None = None, done: Sequence[RelaxResult] = (),
               on_state: Callable[[RelaxResult], None] | None = None,
-              in_flight: InFlightStore | None = None, plain: bool = False) -> list[RelaxResult]:
+              in_flight: InFlightStore | None = None, plain: bool = False,
+              ftol_ev_per_a: float | None = None) -> list[RelaxResult]:
         """One LAMMPS run relaxes the whole batch (plain CG: the exe engine has no corrections); ``done``,
         ``on_state`` and ``in_flight`` are not used."""
+        with tolerance(self, ftol_ev_per_a):
+            return self._relax_batch(structure, occupancy, states_a, warm)
+
+    def _relax_batch(self, structure: Structure, occupancy: np.ndarray, states_a: Sequence[float],
+                     warm: WarmStart | None) -> list[RelaxResult]:
+        """``relax`` with the settings as they are."""
         start = structure.positions_a if warm is None else warm.positions_a
         response = None
         if warm is not None and warm.response_a is not None and structure.load_mode == "group":

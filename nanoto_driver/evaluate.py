@@ -19,7 +19,7 @@ from .engine import Engine, InFlightStore, RelaxResult, WarmStart, make_engine
 from .lammps_runtime import mpi_comm
 from .lattice_constant import lattice_constant_a
 from .load_cases import build_structure
-from .local_relax import LocalRelax, shell_hops_for
+from .local_relax import LocalRelax, TailPolish, shell_hops_for
 from .potential import Potential, load_potential
 from .stiffness import StiffnessResult, symmetric_curvature
 from .structure import Structure
@@ -72,17 +72,26 @@ def evaluate(problem: Problem, occupancy: np.ndarray | None = None, delta_a: flo
     delta = problem.delta_a() if delta_a is None else delta_a
     return symmetric_curvature(problem.engine, problem.structure, occupancy, delta,
                                cfg.minimizer.max_nonaffine_a, warm, done, on_state,
-                               cfg.minimizer.basin_restarts, in_flight, local_relax(problem))
+                               cfg.minimizer.basin_restarts, in_flight, local_relax(problem), tail_polish(problem))
+
+
+def _region(problem: Problem, hops: int) -> LocalRelax:
+    """A region ``hops`` around its seeds with a shell two potential cutoffs thick (the harmonic test
+    double, whose springs join first neighbours, gets a shell of 2 hops) and minimizer.local_max_share."""
+    shell = 2 if problem.potential is None else shell_hops_for(problem.potential.cutoff_a, problem.a0_a)
+    return LocalRelax(hops, shell, problem.config.minimizer.local_max_share)
 
 
 def local_relax(problem: Problem) -> LocalRelax | None:
-    """The local relaxation of minimizer.local_hops, with a shell two potential cutoffs thick (None when off;
-    the harmonic test double, whose springs join first neighbours, gets a shell of 2 hops)."""
+    """The local relaxation of minimizer.local_hops (None when off)."""
     hops = problem.config.minimizer.local_hops
-    if not hops:
-        return None
-    shell = 2 if problem.potential is None else shell_hops_for(problem.potential.cutoff_a, problem.a0_a)
-    return LocalRelax(hops, shell, problem.config.minimizer.local_max_share)
+    return _region(problem, hops) if hops else None
+
+
+def tail_polish(problem: Problem) -> TailPolish | None:
+    """The tail polish of minimizer.polish_ftol_ev_per_a and polish_hops (None when off)."""
+    m = problem.config.minimizer
+    return TailPolish(m.polish_ftol_ev_per_a, _region(problem, m.polish_hops)) if m.polish_ftol_ev_per_a else None
 
 
 def summary(problem: Problem, occupancy: np.ndarray, result: StiffnessResult, wall_s: float,

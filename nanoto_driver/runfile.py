@@ -47,6 +47,11 @@ SCALARS = {  # column -> (dtype, value from a record)
     # evaluations and atoms; force_evaluations counts it by its share of the atoms
     "local_force_evaluations": ("i8", lambda r: 0 if r.result.local is None else r.result.local.force_evaluations),
     "local_atoms": ("i8", lambda r: 0 if r.result.local is None else r.result.local.n_atoms),
+    # the tail polish before u = 0 (minimizer.polish_ftol_ev_per_a; 0 when off): the whole design's
+    # force evaluations to the loose tolerance, the part's own, and the part's atoms
+    "polish_loose_force_evaluations": ("i8", lambda r: r.result.polish[0].force_evaluations if r.result.polish else 0),
+    "polish_force_evaluations": ("i8", lambda r: _polish_part(r, "force_evaluations")),
+    "polish_atoms": ("i8", lambda r: _polish_part(r, "n_atoms")),
     "evaluate_s": ("f8", lambda r: r.evaluate_s),
     "update_s": ("f8", lambda r: r.update_s),
     "lammps_loop_s": ("f8", lambda r: r.result.loop_s),
@@ -57,6 +62,11 @@ SCALARS = {  # column -> (dtype, value from a record)
     "step_s": ("f8", lambda r: r.step_s),
     "cleanup_s": ("f8", lambda r: r.cleanup_s),
 }
+
+
+def _polish_part(record: IterationRecord, field: str) -> int:
+    """A count of the tail polish's part (0 when it had none)."""
+    return getattr(record.result.polish[1], field) if len(record.result.polish) > 1 else 0
 
 
 class RunFileError(InputError):

@@ -20,15 +20,14 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
+from .bond_changes import max_bond_change_a
 from .engine import COLLAPSE_EV_PER_ATOM, Engine, InFlightStore, RelaxResult, WarmStart
 from .errors import DisplacementError, RelaxationError
-from .local_relax import LocalRelax, relax_changes
+from .local_relax import LocalRelax, TailPolish, polish_tail, relax_changes
 from .overlaps import repair_overlaps
-from .shells import neighbor_pairs
 from .structure import Structure
 
 log = logging.getLogger("nanoto")
@@ -71,6 +70,7 @@ class StiffnessResult:
     relaxed: tuple[RelaxResult, ...]
     discarded: tuple[RelaxResult, ...] = ()  # batches thrown away by basin restarts, in order
     local: RelaxResult | None = None  # the region around the changes, relaxed before u = 0 (local_relax.py)
+    polish: tuple[RelaxResult, ...] = ()  # the tail polish before u = 0: loose whole design, then its part
 
     @property
     def basin_restarts(self) -> int:
@@ -94,11 +94,15 @@ class StiffnessResult:
     @property
     def force_evaluations(self) -> int:
         """Over every relaxation of the iteration, discarded batches included: what it cost, in
-        evaluations of the whole design (the local relaxation's count by its share of the atoms)."""
+        evaluations of the whole design (a part's count by its share of the atoms)."""
         whole = sum(s.force_evaluations for s in self.states) + sum(r.force_evaluations for r in self.discarded)
-        if self.local is None:
-            return whole
-        return whole + round(self.local.force_evaluations * self.local.n_atoms / self.relaxed[0].n_atoms)
+        n = self.relaxed[0].n_atoms
+        return whole + round(sum(r.force_evaluations * r.n_atoms / n for r in self.before))
+
+    @property
+    def before(self) -> tuple[RelaxResult, ...]:
+        """The relaxations before the batch, in order: the local one, then the tail polish's."""
+        return ((self.local,) if self.local is not None else ()) + self.polish
 
     @property
     def loop_s(self) -> float:
@@ -107,10 +111,9 @@ class StiffnessResult:
         return self._summed("loop_s")
 
     def _summed(self, field: str) -> float:
-        """A RelaxResult timing summed over every relaxation, discarded batches and the local one
-        included (s)."""
-        local = () if self.local is None else (self.local,)
-        return sum(getattr(r, field) for r in (*self.relaxed, *self.discarded, *local))
+        """A RelaxResult timing summed over every relaxation, discarded batches and those before
+        the batch included (s)."""
+        return sum(getattr(r, field) for r in (*self.relaxed, *self.discarded, *self.before))
 
     @property
     def coarse_s(self) -> float:
@@ -131,32 +134,6 @@ class StiffnessResult:
 def energy_difference_ev(a: RelaxResult, b: RelaxResult) -> float:
     """E(a) - E(b) summed per site with fsum (exact rounding of the per-site differences)."""
     return math.fsum(a.site_energies_ev - b.site_energies_ev)
-
-
-@lru_cache(maxsize=4)
-def _bonds(cells: tuple[int, int, int], periodic: tuple[bool, bool, bool]) -> tuple[np.ndarray, np.ndarray]:
-    src, dst, _ = neighbor_pairs(cells, periodic, 1)
-    keep = src < dst
-    return src[keep], dst[keep]
-
-
-def max_bond_change_a(structure: Structure, occupancy: np.ndarray, positions_a: np.ndarray,
-                      reference_a: np.ndarray) -> float:
-    """Largest change of a first-neighbour bond vector between two configurations (Å).
-
-    A local measure of rearrangement: uniform contraction by surface stress or the
-    bending of a long beam move atoms far from their sites but change each bond little;
-    a collapse or a tear changes some bond by a large fraction of its length.
-    """
-    i, j = _bonds(structure.lattice.cells, structure.periodic)
-    both = occupancy[i] & occupancy[j]
-    i, j = i[both], j[both]
-    d = (positions_a[j] - positions_a[i]) - (reference_a[j] - reference_a[i])
-    lo, hi = structure.lattice.box_a()
-    for axis in np.flatnonzero(structure.periodic):  # the two ends may sit in different images
-        length = hi[axis] - lo[axis]
-        d[:, axis] -= length * np.round(d[:, axis] / length)
-    return float(np.linalg.norm(d, axis=1).max()) if i.size else 0.0
 
 
 def _check(structure: Structure, occupancy: np.ndarray, results: Sequence[RelaxResult],
@@ -279,7 +256,7 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
                         done: Sequence[RelaxResult] = (),
                         on_state: Callable[[RelaxResult], None] | None = None,
                         basin_restarts: int = 2, in_flight: InFlightStore | None = None,
-                        local: LocalRelax | None = None) -> StiffnessResult:
+                        local: LocalRelax | None = None, polish: TailPolish | None = None) -> StiffnessResult:
     """Relax (0, +δ, -δ) in one batch and reduce them to K_sym, K_fwd, K_force and α.
 
     Parameters
@@ -293,6 +270,7 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
         (``relax_in_one_basin``) before that counts as a tear
     local : relax the region around the sites that changed since ``warm.previous_occupancy``
         first (local_relax.py); only before u = 0, so not when ``done`` holds it already
+    polish : polish the tail of u = 0 (local_relax.polish_tail), after ``local``, on the same terms
     """
     if not delta_a > 0:
         raise ValueError(f"delta must be positive, got {delta_a}")
@@ -304,6 +282,13 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
             if local_result is not None:
                 log.info("relaxed %d atoms around the changed sites first: %d force evaluations, %.1f s",
                          local_result.n_atoms, local_result.force_evaluations, local_result.wall_s)
+    polished: tuple[RelaxResult, ...] = ()
+    if polish is not None and not done:
+        warm, polished = polish_tail(engine, structure, occupancy, warm, polish)
+        log.info("tail polish: u = 0 to %.1e eV/Å in %d force evaluations%s", polish.ftol_ev_per_a,
+                 polished[0].force_evaluations, "" if len(polished) == 1 else
+                 f", then a part of {polished[1].n_atoms} atoms around the moved ones in "
+                 f"{polished[1].force_evaluations}")
     results, discarded = relax_in_one_basin(engine, structure, occupancy, [m * delta_a for m in STATES],
                                             max_nonaffine_a, basin_restarts, warm, done, on_state, in_flight)
     for r in results:
@@ -336,4 +321,5 @@ def symmetric_curvature(engine: Engine, structure: Structure, occupancy: np.ndar
         relaxed=tuple(results),
         discarded=tuple(discarded),
         local=local_result,
+        polish=polished,
     )

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanoto_driver import engine_lammps, state_checkpoint
+from nanoto_driver import engine_lammps, local_relax, state_checkpoint
 from nanoto_driver.config import load_config
 from nanoto_driver.design import initial_occupancy
 from nanoto_driver.engine import InFlightState, RelaxResult
 from nanoto_driver.engine_lammps import LammpsEngine
-from nanoto_driver.evaluate import open_problem
+from nanoto_driver.evaluate import open_problem, tail_polish
 from nanoto_driver.state_checkpoint import IN_FLIGHT, StateCheckpoint
 from nanoto_driver.stiffness import symmetric_curvature
 
@@ -90,13 +90,14 @@ def test_a_finished_state_or_iteration_drops_its_kept_progress(tmp_path):
 
 
 def _evaluate(config, checkpoint):
-    """K_sym of the test design through ``checkpoint``, in a LAMMPS instance of its own (as a new process would)."""
+    """K_sym of the test design through ``checkpoint``, in a LAMMPS instance of its own (as a new
+    process would), with the config's tail polish."""
     problem = open_problem(config)
     try:
         occ = initial_occupancy(config.design, problem.structure)
         done = checkpoint.resume(0, occ)
         return symmetric_curvature(problem.engine, problem.structure, occ, problem.delta_a(), done=done,
-                                   on_state=checkpoint.save, in_flight=checkpoint)
+                                   on_state=checkpoint.save, in_flight=checkpoint, polish=tail_polish(problem))
     finally:
         problem.engine.close()
 
@@ -217,3 +218,26 @@ def test_plain_cg_after_corrections_gave_up_keeps_progress_in_segments(lammps_ok
     plain = _evaluate(load_config(EXAMPLES / "optimize_cantilever.yaml", [*SETS, "minimizer.coarse_every=0"]),
                       StateCheckpoint(tmp_path / "plain.npz"))
     assert whole.k_sym_ev_per_a2 == pytest.approx(plain.k_sym_ev_per_a2, rel=2e-4)
+
+
+@pytest.mark.lammps
+def test_a_state_killed_after_its_tail_polish_polishes_again_and_goes_on_to_the_same_result(
+        lammps_ok, tmp_path, monkeypatch):
+    # The polish's loose stage keeps no progress: a resumed u = 0 does the loose stage and the part
+    # again (the same way), then goes on from the progress its full relaxation kept. A bond changed
+    # by 0.05 Å counts as rearranged here, so that the relaxed corners of this small design make a part
+    # (with its 7-hop shell it holds every atom here; what matters is that there is one).
+    monkeypatch.setattr(engine_lammps, "IN_FLIGHT_EVERY_S", 0.0)
+    monkeypatch.setattr(local_relax, "MOVED_A", 0.05)
+    config = load_config(EXAMPLES / "optimize_cantilever.yaml",
+                         [*SETS, "minimizer.polish_ftol_ev_per_a=1e-3", "minimizer.local_max_share=1"])
+    whole = _evaluate(config, StateCheckpoint(tmp_path / "in_one_go.npz"))
+    assert len(whole.polish) == 2
+    path = tmp_path / state_checkpoint.PARTIAL
+    with pytest.raises(_Killed):
+        _evaluate(config, _KilledAfter(path, 0, nth=1))  # the first keep is u = 0's full relaxation's
+    resumed = _evaluate(config, StateCheckpoint(path))
+    assert [r.force_evaluations for r in resumed.polish] == [r.force_evaluations for r in whole.polish]
+    assert resumed.force_evaluations == whole.force_evaluations
+    assert resumed.relaxed[0].energy_ev == pytest.approx(whole.relaxed[0].energy_ev, rel=1e-12)
+    assert resumed.k_sym_ev_per_a2 == pytest.approx(whole.k_sym_ev_per_a2, rel=1e-9)
