@@ -41,7 +41,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
-from warm_start import design_pairs, designs, run_config  # bench/ is on the path of a bench script
+from warm_start import design_pairs, designs, rank_zero_prints, run_config  # bench/ is on the path of a bench script
 
 from nanoto_driver import coarse
 from nanoto_driver.engine import WarmStart
@@ -127,6 +127,8 @@ def main() -> None:
         raise SystemExit("the run has no coarse correction: add --set minimizer.coarse_every=8")
     occupancy = designs(args.run)
     problem = open_problem(config)
+    if not rank_zero_prints(problem.engine):
+        args.json = None
     print(f"{args.run}: {config.name}, {problem.structure.n_sites} sites")
     print(f"{'k':>3} {'variant':>10} {'FE (0, +δ, -δ)':>18} {'total':>6} {'wall s':>7} {'solve s':>7} "
           f"{'K_sym':>10} {'dK/K':>8} {'E - E_first (eV) at 0, +δ, -δ':>34} {'hopped':>6}")

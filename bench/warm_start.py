@@ -133,6 +133,15 @@ def measure(problem: Any, occ_prev: np.ndarray, occ: np.ndarray,
     return out
 
 
+def rank_zero_prints(engine: Any) -> bool:
+    """Under mpiexec every rank runs the bench: send the output of ranks other than 0 to
+    /dev/null (for the process's life). True on rank 0, which prints and writes files."""
+    if getattr(engine, "rank", 0) == 0:
+        return True
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    return False
+
+
 def run_config(run: str, sets: Sequence[str]) -> Any:
     """The config of a run file with ``--set KEY=VALUE`` overrides applied (parsed as the CLI parses them)."""
     config = runfile.read_config(run)
@@ -172,8 +181,8 @@ def main() -> None:
     config = run_config(args.run, args.set)
     occupancy = designs(args.run)
     problem = open_problem(config)
-    if getattr(problem.engine, "rank", 0):  # under mpiexec, rank 0 prints and writes
-        sys.stdout, args.json = open(os.devnull, "w"), None  # noqa: SIM115 (for the process's life)
+    if not rank_zero_prints(problem.engine):
+        args.json = None
     print(f"{args.run}: {config.name}, {problem.structure.n_sites} sites, engine {config.engine.name}")
     print(f"{'k':>4} {'atoms':>7} {'cold':>7} {'batch':>7} {'warm':>7} {'cold/warm':>9} {'batch/warm':>10}"
           f" {'K_sym warm':>11} {'max rel dK':>10}")

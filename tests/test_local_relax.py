@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from nanoto_driver.cleanup import first_shell_table, padded_table
 from nanoto_driver.config import load_config
 from nanoto_driver.design import initial_occupancy
 from nanoto_driver.engine import RelaxResult, WarmStart
+from nanoto_driver.engine_lammps import settings_from, tolerance
 from nanoto_driver.evaluate import local_relax, open_problem, tail_polish
 from nanoto_driver.load_cases import build_structure
 from nanoto_driver.local_relax import (
@@ -252,3 +254,16 @@ def test_a_polished_tail_ends_in_the_same_minimum_and_counts_each_stage(lammps_o
     whole = sum(st.force_evaluations for st in polished.states)
     assert polished.force_evaluations == whole + loose.force_evaluations + round(
         part.force_evaluations * part.n_atoms / polished.relaxed[0].n_atoms)
+
+
+def test_a_tolerance_for_one_call_is_set_inside_and_restored_whatever_happens():
+    config = load_config(EXAMPLES / "optimize_cantilever.yaml", SETS)
+    engine = SimpleNamespace(settings=settings_from(config))
+    strict = engine.settings
+    with tolerance(engine, None):
+        assert engine.settings is strict
+    with pytest.raises(RuntimeError), tolerance(engine, 1e-3):
+        assert engine.settings.ftol_ev_per_a == 1e-3
+        assert dataclasses.replace(engine.settings, ftol_ev_per_a=strict.ftol_ev_per_a) == strict
+        raise RuntimeError("a relaxation failed")
+    assert engine.settings is strict
