@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -134,11 +135,12 @@ def measure(problem: Any, occ_prev: np.ndarray, occ: np.ndarray,
 
 
 def rank_zero_prints(engine: Any) -> bool:
-    """Under mpiexec every rank runs the bench: send the output of ranks other than 0 to
-    /dev/null (for the process's life). True on rank 0, which prints and writes files."""
+    """Under mpiexec every rank runs the bench: send the output and log lines of ranks other
+    than 0 to /dev/null (for the process's life). True on rank 0, which prints and writes files."""
     if getattr(engine, "rank", 0) == 0:
         return True
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    logging.disable(logging.CRITICAL)
     return False
 
 
