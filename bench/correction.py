@@ -11,9 +11,6 @@ the warm start a run would use; then design k is relaxed warm from it once per v
     plain       no correction: LAMMPS' CG alone (coarse_every 0), the reference minimum
     every-N     two-vector with a correction every N CG iterations instead of the config's
                 ``minimizer.coarse_every`` (e.g. every-32)
-    rearm-N     after the corrections gave up (engine_lammps.MAX_FAILED_CORRECTIONS undone in a
-                row), plain CG in segments of N iterations, each followed by one correction;
-                a kept one brings the cycles back
     solve-N     two-vector with N preconditioned CG iterations per multigrid solve instead of
                 coarse.SOLVE_ITERATIONS (e.g. solve-1: one V-cycle)
 
@@ -46,7 +43,7 @@ from typing import Any
 import numpy as np
 from warm_start import design_pairs, designs, rank_zero_prints, run_config  # bench/ is on the path of a bench script
 
-from nanoto_driver import coarse, engine_lammps
+from nanoto_driver import coarse
 from nanoto_driver.engine import WarmStart
 from nanoto_driver.evaluate import local_relax, open_problem
 from nanoto_driver.stiffness import StiffnessResult, symmetric_curvature
@@ -74,8 +71,6 @@ def variant(name: str, engine: Any) -> Any:
         return _attribute(engine, "coarse_every", 0)
     if name.startswith("every-"):
         return _attribute(engine, "coarse_every", int(name.removeprefix("every-")))
-    if name.startswith("rearm-"):
-        return _attribute(engine_lammps, "REARM_EVERY", int(name.removeprefix("rearm-")))
     if name.startswith("solve-"):
         return _attribute(coarse, "SOLVE_ITERATIONS", int(name.removeprefix("solve-")))
     return nullcontext()  # two-vector: as configured
@@ -85,11 +80,11 @@ VARIANTS = ("two-vector", "line", "unbounded", "plain")
 
 
 def variant_name(text: str) -> str:
-    """argparse type of --variants: one of VARIANTS, every-N, rearm-N or solve-N (N > 0)."""
+    """argparse type of --variants: one of VARIANTS, every-N or solve-N (N > 0)."""
     prefix, _, n = text.partition("-")
-    if text in VARIANTS or (prefix in ("every", "rearm", "solve") and n.isdigit() and int(n) > 0):
+    if text in VARIANTS or (prefix in ("every", "solve") and n.isdigit() and int(n) > 0):
         return text
-    raise argparse.ArgumentTypeError(f"'{text}' is none of {', '.join(VARIANTS)}, every-N, rearm-N, solve-N (N > 0)")
+    raise argparse.ArgumentTypeError(f"'{text}' is none of {', '.join(VARIANTS)}, every-N, solve-N (N > 0)")
 
 
 def relax(problem: Any, occupancy: Any, warm: WarmStart | None = None) -> StiffnessResult:

@@ -64,9 +64,6 @@ MAX_FAILED_CORRECTIONS = 3
 # 6.5e5 sites against about 600 s for the segment's iterations); bench/plain_segments.py measures
 # what the restarts cost in force evaluations.
 PLAIN_SEGMENT = 1000
-# 0: after the give-up, plain CG to the end. N > 0: plain CG in segments of N iterations, each
-# followed by one correction; a kept one brings the cycles back (bench/correction.py rearm-N)
-REARM_EVERY = 0
 # directions of a correction (the engine's correction_vectors): d, then the forces each step would
 # leave (g = f - s H d after the line step, coarse.py); 1 is the line step along d alone
 # (bench/correction.py compares them)
@@ -360,7 +357,7 @@ class LammpsEngine:
         while True:
             correcting = failed < MAX_FAILED_CORRECTIONS
             if minimize:
-                cap = min(self.coarse_every if correcting else REARM_EVERY or PLAIN_SEGMENT, s.maxiter - iterations)
+                cap = min(self.coarse_every if correcting else PLAIN_SEGMENT, s.maxiter - iterations)
                 start = int(lmp.extract_global("ntimestep"))  # a minimization advances it by its iterations
                 lmp.command(f"minimize 0.0 {s.ftol_ev_per_a!r} {cap} {s.maxeval}")
                 ran = int(lmp.extract_global("ntimestep")) - start
@@ -371,15 +368,13 @@ class LammpsEngine:
                     keep(self._in_flight_state(ids, iterations, failed, evaluations))
                     kept_at = time.perf_counter()
             minimize = True
-            if not correcting and not REARM_EVERY:
+            if not correcting:
                 continue
             t0 = time.perf_counter()
             kept, used = self._coarse_correction(structure, occupancy, ids)
             self._coarse_s += time.perf_counter() - t0
             evaluations += used
-            if kept and not correcting:
-                log.info("a coarse correction was kept again after %d CG iterations: back to cycles", iterations)
-            failed = 0 if kept else min(failed + 1, MAX_FAILED_CORRECTIONS + 1)
+            failed = 0 if kept else failed + 1
             if failed == MAX_FAILED_CORRECTIONS:
                 log.info("%d coarse corrections in a row would have raised the energy (after %d CG iterations): "
                          "the state goes on with plain CG", failed, iterations)

@@ -241,24 +241,3 @@ def test_a_state_killed_after_its_tail_polish_polishes_again_and_goes_on_to_the_
     assert resumed.force_evaluations == whole.force_evaluations
     assert resumed.relaxed[0].energy_ev == pytest.approx(whole.relaxed[0].energy_ev, rel=1e-12)
     assert resumed.k_sym_ev_per_a2 == pytest.approx(whole.k_sym_ev_per_a2, rel=1e-9)
-
-
-@pytest.mark.lammps
-def test_after_the_give_up_a_kept_correction_brings_the_cycles_back(lammps_ok, tmp_path, monkeypatch, caplog):
-    # the first three corrections are undone (a stand-in that moves no atom), later ones are the
-    # real ones: with REARM_EVERY 16 the state tries one after each 16 plain iterations
-    real, calls = LammpsEngine._coarse_correction, []
-
-    def first_three_fail(self, *args):
-        calls.append(len(calls))
-        return (False, 2) if len(calls) <= 3 else real(self, *args)
-
-    monkeypatch.setattr(LammpsEngine, "_coarse_correction", first_three_fail)
-    monkeypatch.setattr(engine_lammps, "REARM_EVERY", 16)
-    config = load_config(EXAMPLES / "optimize_cantilever.yaml", SETS)
-    with caplog.at_level(logging.INFO, logger="nanoto"):
-        result = _evaluate(config, StateCheckpoint(tmp_path / "in_one_go.npz"))
-    assert "the state goes on with plain CG" in caplog.text
-    # given up after 24 CG iterations, a correction again after 16 more, kept: cycles of 8 again
-    assert "a coarse correction was kept again after 40 CG iterations: back to cycles" in caplog.text
-    assert result.relaxed[0].converged and len(calls) > 4
