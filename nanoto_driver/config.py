@@ -123,6 +123,15 @@ class MinimizerConfig(_Section):
         "again from the basin it fell into, at most "
         "this often (docs/optimizer.md)")
 
+    @model_validator(mode="after")
+    def _check_polish(self) -> MinimizerConfig:
+        if 0 < self.polish_ftol_ev_per_a <= self.ftol_ev_per_a:
+            raise ValueError(
+                f"polish_ftol_ev_per_a = {self.polish_ftol_ev_per_a:g} is not looser than ftol_ev_per_a = "
+                f"{self.ftol_ev_per_a:g}: the tail polish relaxes to it first, then to ftol_ev_per_a; set it "
+                "larger (e.g. 100 x ftol_ev_per_a) or 0 (off)")
+        return self
+
 
 class FilterConfig(_Section):
     shells: int = Field(3, ge=0, le=6, description="FCC neighbour shells in the kernel (0 = no filter)")

@@ -141,8 +141,7 @@ def polish_tail(engine: Engine, structure: Structure, occupancy: np.ndarray, war
     The loose stage keeps no progress inside it (no in-flight store): a stop there loses it, and
     a resumed iteration does it again the same way."""
     loose = engine.relax(structure, occupancy, [0.0], warm, ftol_ev_per_a=polish.ftol_ev_per_a)[0]
-    start = WarmStart(loose.positions_a, None if warm is None else warm.response_a,
-                      None if warm is None else warm.previous_occupancy)
+    start = WarmStart(loose.positions_a) if warm is None else dataclasses.replace(warm, positions_a=loose.positions_a)
     moved = rearranged_sites(structure, occupancy, loose.positions_a, structure.positions_a, MOVED_A)
     start, part = relax_region(engine, structure, occupancy, start, moved, polish.local,
                                f"the {np.count_nonzero(moved)} atoms with a bond changed by more than "
