@@ -56,8 +56,12 @@ CASES = {"1e4": (44, 22, 3), "1e5": (132, 66, 3), "6.5e5": (332, 166, 3), "1e6":
 # sites 800 force evaluations instead of 2,270 (docs/performance.md, "Two more 10^5-site designs").
 # From 6.5 x 10^5 sites the gauge is not measured in whole runs: without the floor the states would
 # go on to 1e-5 eV/Å through the tail that took thousands of force evaluations there (tenth session).
+# Since the fourteenth session the local relaxation is skipped only above half the atoms: later
+# iterations at 10^5 sites hold 33-45 % in the part, where it took 1,370 instead of 8,537 force
+# evaluations of iteration 4 (runs/scale_s19 against runs/scale_s18_long); at 10^4 sites the parts
+# of 35-50 % cost about what they save (docs/performance.md, fourteenth session).
 SCALE_SETTINGS = ["--set", "minimizer.norm=max", "--set", "minimizer.ftol_ev_per_a=1e-5",
-                  "--set", "minimizer.local_hops=6"]
+                  "--set", "minimizer.local_hops=6", "--set", "minimizer.local_max_share=0.5"]
 GAUGE = {"1e4": True, "1e5": True, "6.5e5": False, "1e6": False}
 # At 6.5 x 10^5 sites the warm states of iteration 1 ended on the floor at 1.2-1.3e-3 eV/Å after
 # hundreds of CG iterations of a tail (docs/performance.md, "The line-search floor at 6.5 x 10^5
