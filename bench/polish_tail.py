@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from warm_start import designs, run_config  # bench/ is on the path of a bench script
+from warm_start import designs, rank_zero_prints, run_config  # bench/ is on the path of a bench script
 
 from nanoto_driver.engine import RelaxResult, WarmStart
 from nanoto_driver.evaluate import local_relax, open_problem
@@ -49,9 +49,10 @@ def main() -> None:
         raise SystemExit("the run has no local relaxation (minimizer.local_hops: 0)")
     occ = occupancy[k]
 
+    rank_zero_prints(engine)
+
     def say(text: str) -> None:
-        if engine.rank == 0:
-            print(text, flush=True)
+        print(text, flush=True)
 
     def in_a_part(result: RelaxResult | None) -> str:
         return "nothing" if result is None else f"{result.force_evaluations} force evaluations in a part"

@@ -27,7 +27,7 @@ import json
 from typing import Any
 
 import numpy as np
-from warm_start import designs, run_config  # bench/ is on the path of a bench script
+from warm_start import designs, rank_zero_prints, run_config  # bench/ is on the path of a bench script
 
 from nanoto_driver import engine_lammps
 from nanoto_driver.cleanup import first_shell_table, occupied_neighbors
@@ -77,6 +77,7 @@ def main() -> None:
     k = args.iteration
     problem = open_problem(config)
     engine, s, mini = problem.engine, problem.structure, config.minimizer
+    rank_zero_prints(engine)
     occ = occupancy[k]
     ids = np.flatnonzero(occ) + 1
     coordination = occupied_neighbors(first_shell_table(s.lattice.cells, s.periodic), occ)[occ]
@@ -114,7 +115,9 @@ def main() -> None:
         result = symmetric_curvature(engine, s, occ, delta, mini.max_nonaffine_a, warm,
                                      basin_restarts=mini.basin_restarts, local=local_relax(problem))
         if engine.rank == 0:
-            print("force evaluations per state:", [st.force_evaluations for st in result.states])
+            print("force evaluations per state:", [st.force_evaluations for st in result.states],
+                  "" if result.local is None else f"after a local part of {result.local.n_atoms:,} atoms in "
+                  f"{result.local.force_evaluations} of its own force evaluations")
     finally:
         engine_lammps.LammpsEngine._coarse_correction = correct  # type: ignore[method-assign]
         engine.close()
