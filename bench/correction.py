@@ -13,6 +13,8 @@ the warm start a run would use; then design k is relaxed warm from it once per v
                 ``minimizer.coarse_every`` (e.g. every-32)
     solve-N     two-vector with N preconditioned CG iterations per multigrid solve instead of
                 coarse.SOLVE_ITERATIONS (e.g. solve-1: one V-cycle)
+    secant-N    two-vector plus the last N steps between the state's corrections, with their
+                products from the force differences (engine_lammps.SECANT_PAIRS, a prototype)
 
 Prints, per variant, force evaluations per state, wall time, time in the multigrid solves,
 K_sym, the energy of each state against the first variant's, and how many atoms ended more
@@ -71,6 +73,8 @@ def variant(name: str, engine: Any) -> Any:
         return _attribute(engine, "coarse_every", 0)
     if name.startswith("every-"):
         return _attribute(engine, "coarse_every", int(name.removeprefix("every-")))
+    if name.startswith("secant-"):
+        return _attribute(engine, "secant_pairs", int(name.removeprefix("secant-")))
     if name.startswith("solve-"):
         return _attribute(coarse, "SOLVE_ITERATIONS", int(name.removeprefix("solve-")))
     return nullcontext()  # two-vector: as configured
@@ -82,9 +86,10 @@ VARIANTS = ("two-vector", "line", "unbounded", "plain")
 def variant_name(text: str) -> str:
     """argparse type of --variants: one of VARIANTS, every-N or solve-N (N > 0)."""
     prefix, _, n = text.partition("-")
-    if text in VARIANTS or (prefix in ("every", "solve") and n.isdigit() and int(n) > 0):
+    if text in VARIANTS or (prefix in ("every", "solve", "secant") and n.isdigit() and int(n) > 0):
         return text
-    raise argparse.ArgumentTypeError(f"'{text}' is none of {', '.join(VARIANTS)}, every-N, solve-N (N > 0)")
+    raise argparse.ArgumentTypeError(f"'{text}' is none of {', '.join(VARIANTS)}, every-N, solve-N, secant-N "
+                                     "(N > 0)")
 
 
 def relax(problem: Any, occupancy: Any, warm: WarmStart | None = None) -> StiffnessResult:
@@ -117,7 +122,8 @@ def main() -> None:
     ap.add_argument("run", help="a run file (run.h5) made with the in-process LAMMPS engine")
     ap.add_argument("--iterations", type=int, nargs="+", default=[1])
     ap.add_argument("--variants", nargs="+", type=variant_name, default=["plain", "unbounded", "two-vector"],
-                    help=f"{', '.join(VARIANTS)}, or every-N (two-vector, a correction every N CG iterations)")
+                    help=f"{', '.join(VARIANTS)}, every-N (a correction every N CG iterations), solve-N "
+                         "(N multigrid iterations per solve) or secant-N (N secant pairs)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of the run's config (e.g. minimizer.coarse_every=8)")
     ap.add_argument("--json", help="also write the rows here")

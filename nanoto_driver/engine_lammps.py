@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,13 @@ PLAIN_SEGMENT = 1000
 # leave (g = f - s H d after the line step, coarse.py); 1 is the line step along d alone
 # (bench/correction.py compares them)
 CORRECTION_VECTORS = 2
+# secant pairs a correction adds to its directions (the engine's secant_pairs; 0: none): the steps
+# s between the state's last corrections, with H s ≈ -(f_k - f_{k-1}) from the forces the
+# corrections read anyway, so at no force evaluation. The steps of a relaxation's tail are its slow
+# modes (the thin members that reconstruct), which the spring network does not model; the quadratic
+# model over span{d, g, s_1..s_m} steps along them. A prototype, off until it keeps its history
+# across a resume: bench/correction.py secant-N (docs/performance.md, fourteenth session).
+SECANT_PAIRS = 0
 # a direction this small against the largest force is round-off (a line step that was already
 # exact leaves g = 0): no probe along it
 RESIDUAL_FLOOR = 1e-9
@@ -161,6 +169,8 @@ class LammpsEngine:
         self._rank_of_site: np.ndarray | None = None
         self.coarse_every = config.minimizer.coarse_every
         self.correction_vectors = CORRECTION_VECTORS
+        self.secant_pairs = SECANT_PAIRS
+        self._secant: list[tuple[np.ndarray, np.ndarray]] = []  # (x, f) at this state's corrections
         self._coarse_s = self._solve_s = 0.0  # time in the corrections of the state being relaxed, in their solves (s)
         self._t0 = self._lammps0 = 0.0  # perf_counter and LAMMPS-call clock when that state started (s)
         self._preconditioner: tuple[Any, Any] = (None, None)  # (design key, SpringPreconditioner) on rank 0
@@ -354,6 +364,7 @@ class LammpsEngine:
         if resumed is not None:
             evaluations, iterations, failed = resumed.correction_fe, resumed.iterations, resumed.failed
         minimize, kept_at = resumed is None, time.perf_counter()
+        self._secant = []
         while True:
             correcting = failed < MAX_FAILED_CORRECTIONS
             if minimize:
@@ -421,17 +432,21 @@ class LammpsEngine:
         self._solve_s += time.perf_counter() - t0
         move, basis, products = None, [d], []
         floor = RESIDUAL_FLOOR * np.abs(f).max()
+        steps, changes = self._secant_history(x, f)
         while np.abs(basis[-1]).max() > floor:
             products.append(self._hessian_times(ids, x, f, basis[-1]))
             evaluations += 1
-            c = self._bcast(subspace_step(f, basis, products) if self.rank == 0 else None)
+            c = self._bcast(subspace_step(f, basis + steps, products + changes) if self.rank == 0 else None)
+            if c is None and steps:  # the secant pairs made the model indefinite: without them
+                steps, changes = [], []
+                c = self._bcast(subspace_step(f, basis, products) if self.rank == 0 else None)
             if c is None or c[0] <= 0.0:  # a saddle in the span, or d uphill: keep the last move
                 break
-            move = sum(ci * v for ci, v in zip(c, basis, strict=True))
+            move = sum(ci * v for ci, v in zip(c, basis + steps, strict=True))
             if len(basis) == self.correction_vectors:
                 break
             # the forces this move would leave (g = f - s H d after the line step): large where d is wrong
-            basis.append(f - sum(ci * hv for ci, hv in zip(c, products, strict=True)))
+            basis.append(f - sum(ci * hv for ci, hv in zip(c, products + changes, strict=True)))
         if move is not None:
             move = limit_bond_change(limit_move(move, MAX_MOVE_A), ends, MAX_BOND_CHANGE_A)
         for trial in (move, BACKTRACK * move) if move is not None else ():
@@ -442,6 +457,20 @@ class LammpsEngine:
                 return True, evaluations
         self._scatter_x(ids, x)  # undone: the next minimization starts where CG stopped
         return False, evaluations
+
+    def _secant_history(self, x: np.ndarray, f: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Records (x, f) (len(ids), 3) of this correction and returns the last ``secant_pairs``
+        steps s = x_k - x_{k-1} between this state's corrections (nearest image across periodic
+        axes, Å) and H s ≈ -(f_k - f_{k-1}) (eV/Å): extra directions with their products at no
+        force evaluation (SECANT_PAIRS). Both lists are empty when the engine keeps none."""
+        if not self.secant_pairs:
+            return [], []
+        self._secant = (self._secant + [(x, f)])[-(self.secant_pairs + 1):]
+        lengths = self._box_lengths()
+        assert self._structure is not None
+        steps = [unwrap_near(b[0], a[0], self._structure.periodic, lengths) - a[0] for a, b in pairwise(self._secant)]
+        changes = [-(b[1] - a[1]) for a, b in pairwise(self._secant)]
+        return steps, changes
 
     def _hessian_times(self, ids: np.ndarray, x: np.ndarray, f: np.ndarray, v: np.ndarray) -> np.ndarray:
         """(len(ids), 3) H v by a finite difference of the forces: one force evaluation at
