@@ -14,7 +14,7 @@ the warm start a run would use; then design k is relaxed warm from it once per v
     solve-N     two-vector with N preconditioned CG iterations per multigrid solve instead of
                 coarse.SOLVE_ITERATIONS (e.g. solve-1: one V-cycle)
     secant-N    two-vector plus the last N steps between the state's corrections, with their
-                products from the force differences (engine_lammps.SECANT_PAIRS, a prototype)
+                products from the force differences (minimizer.secant_pairs N)
 
 Prints, per variant, force evaluations per state, wall time, time in the multigrid solves,
 K_sym, the energy of each state against the first variant's, and how many atoms ended more

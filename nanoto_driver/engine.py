@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -104,6 +104,9 @@ class InFlightState:
     correction_fe : force evaluations of the corrections so far
     wall_s, lammps_calls_s, coarse_s, solve_s : seconds spent so far
     energy_ev, fmax_ev_per_a : at the end of the last cycle (for the progress line)
+    secant_history : (r, 2, n_atoms, 3) the positions (Å) and forces (eV/Å) of the state's last r
+        corrections (minimizer.secant_pairs; r = 0 without them): a resumed state takes the
+        same steps as one relaxed in one go
     """
 
     positions_a: np.ndarray
@@ -117,6 +120,7 @@ class InFlightState:
     solve_s: float
     energy_ev: float
     fmax_ev_per_a: float
+    secant_history: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 0, 3)), compare=False)
 
 
 class InFlightStore(Protocol):

@@ -69,13 +69,6 @@ PLAIN_SEGMENT = 1000
 # leave (g = f - s H d after the line step, coarse.py); 1 is the line step along d alone
 # (bench/correction.py compares them)
 CORRECTION_VECTORS = 2
-# secant pairs a correction adds to its directions (the engine's secant_pairs; 0: none): the steps
-# s between the state's last corrections, with H s ≈ -(f_k - f_{k-1}) from the forces the
-# corrections read anyway, so at no force evaluation. The steps of a relaxation's tail are its slow
-# modes (the thin members that reconstruct), which the spring network does not model; the quadratic
-# model over span{d, g, s_1..s_m} steps along them. A prototype, off until it keeps its history
-# across a resume: bench/correction.py secant-N (docs/performance.md, fourteenth session).
-SECANT_PAIRS = 0
 # a direction this small against the largest force is round-off (a line step that was already
 # exact leaves g = 0): no probe along it
 RESIDUAL_FLOOR = 1e-9
@@ -169,7 +162,11 @@ class LammpsEngine:
         self._rank_of_site: np.ndarray | None = None
         self.coarse_every = config.minimizer.coarse_every
         self.correction_vectors = CORRECTION_VECTORS
-        self.secant_pairs = SECANT_PAIRS
+        # minimizer.secant_pairs: the steps s between the state's last corrections join d and g, with
+        # H s ≈ -(f_k - f_{k-1}) from the forces the corrections read anyway (no force evaluation).
+        # A tail's steps are its slow modes (thin members that reconstruct), which the network does
+        # not model (docs/performance.md, fourteenth session)
+        self.secant_pairs = config.minimizer.secant_pairs
         self._secant: list[tuple[np.ndarray, np.ndarray]] = []  # (x, f) at this state's corrections
         self._coarse_s = self._solve_s = 0.0  # time in the corrections of the state being relaxed, in their solves (s)
         self._t0 = self._lammps0 = 0.0  # perf_counter and LAMMPS-call clock when that state started (s)
@@ -364,7 +361,7 @@ class LammpsEngine:
         if resumed is not None:
             evaluations, iterations, failed = resumed.correction_fe, resumed.iterations, resumed.failed
         minimize, kept_at = resumed is None, time.perf_counter()
-        self._secant = []
+        self._secant = [] if resumed is None else [(x, f) for x, f in resumed.secant_history]
         while True:
             correcting = failed < MAX_FAILED_CORRECTIONS
             if minimize:
@@ -399,8 +396,9 @@ class LammpsEngine:
         positions = self._gather("x", 3, ids)
         lmp.command(f"log {self._log} append")  # reopening the log writes out what LAMMPS buffered
         text = Path(self._log).read_text() if self.rank == 0 else ""
+        history = np.array(self._secant).reshape(-1, 2, len(ids), 3)
         return InFlightState(positions, text, iterations, failed, correction_fe, time.perf_counter() - self._t0,
-                             lmp.seconds - self._lammps0, self._coarse_s, self._solve_s, energy, fmax)
+                             lmp.seconds - self._lammps0, self._coarse_s, self._solve_s, energy, fmax, history)
 
     def _gauge_offset_ev(self) -> float:
         """What the gauge adds to LAMMPS' pe: c on every atom it holds, empty-site atoms (type 4,
@@ -462,7 +460,7 @@ class LammpsEngine:
         """Records (x, f) (len(ids), 3) of this correction and returns the last ``secant_pairs``
         steps s = x_k - x_{k-1} between this state's corrections (nearest image across periodic
         axes, Å) and H s ≈ -(f_k - f_{k-1}) (eV/Å): extra directions with their products at no
-        force evaluation (SECANT_PAIRS). Both lists are empty when the engine keeps none."""
+        force evaluation (minimizer.secant_pairs). Both lists are empty when the engine keeps none."""
         if not self.secant_pairs:
             return [], []
         self._secant = (self._secant + [(x, f)])[-(self.secant_pairs + 1):]

@@ -128,10 +128,10 @@ class StateCheckpoint:
                  "force %.2g eV/Å; kept in %s", self._k, len(self._done), u_a, state.iterations, state.wall_s,
                  state.energy_ev, state.fmax_ev_per_a, self.in_flight_path.name)
         fields = dataclasses.asdict(state)
-        positions, text = fields.pop("positions_a"), fields.pop("log_text")
+        positions, text, history = fields.pop("positions_a"), fields.pop("log_text"), fields.pop("secant_history")
         try:
             _write_atomically(self.in_flight_path, key=np.array(self._in_flight_key(u_a)), positions_a=positions,
-                              log_text=np.array(text), scalars=np.array(json.dumps(fields)))
+                              log_text=np.array(text), secant_history=history, scalars=np.array(json.dumps(fields)))
         except OSError as err:  # costs only what a stop would redo: the relaxation goes on
             log.warning("could not keep the progress of the state in %s (%s); a stop now would relax it again "
                         "from its start", self.in_flight_path, err)
@@ -144,7 +144,7 @@ class StateCheckpoint:
             with np.load(path) as f:
                 if str(f["key"]) == self._in_flight_key(u_a):
                     return InFlightState(positions_a=f["positions_a"], log_text=str(f["log_text"]),
-                                         **json.loads(str(f["scalars"])))
+                                         secant_history=f["secant_history"], **json.loads(str(f["scalars"])))
         except (OSError, ValueError, KeyError, TypeError) as err:
             log.warning("%s is unreadable (%s); relaxing that state from its start", path, err)
         path.unlink(missing_ok=True)

@@ -41,6 +41,8 @@ def test_bad_values_are_explained():
         load_config(None, ["domain.cells=[3, 4, 2]"])
     with pytest.raises(ConfigError, match="polish_ftol_ev_per_a = 1e-08 is not looser than ftol_ev_per_a"):
         load_config(None, ["minimizer.polish_ftol_ev_per_a=1e-8"])
+    with pytest.raises(ConfigError, match="secant_pairs = 4 needs the two-level relaxation: set coarse_every"):
+        load_config(None, ["minimizer.secant_pairs=4"])
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["load.strain"])
 

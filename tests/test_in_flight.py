@@ -32,7 +32,7 @@ SETS = ["domain.cells=[24, 12, 3]", "minimizer.norm=max", "minimizer.ftol_ev_per
 def _progress(iterations: int = 40, n_atoms: int = 5) -> InFlightState:
     rng = np.random.default_rng(iterations)
     return InFlightState(rng.normal(size=(n_atoms, 3)), "Step PotEng\n0 -1.5\n", iterations, 1, 12, 30.5, 29.0,
-                         3.0, 1.0, -123.25, 0.02)
+                         3.0, 1.0, -123.25, 0.02, rng.normal(size=(2, 2, n_atoms, 3)))
 
 
 def test_kept_progress_reads_back_only_for_its_state(tmp_path, caplog):
@@ -51,6 +51,7 @@ def test_kept_progress_reads_back_only_for_its_state(tmp_path, caplog):
     assert back is not None
     expected = _progress(48)
     assert np.array_equal(back.positions_a, expected.positions_a)
+    assert np.array_equal(back.secant_history, expected.secant_history)  # (x, f) of the last corrections
     assert dataclasses.replace(back, positions_a=None) == dataclasses.replace(expected, positions_a=None)
 
     # kept for another state: the next one (u = +δ) or another iteration: removed, not used
@@ -150,6 +151,25 @@ def test_a_state_killed_between_cycles_goes_on_from_its_kept_progress(lammps_ok,
     # the same relaxation up to round-off (the atoms may sit in another order in LAMMPS' memory;
     # at this size they do not, and the results come out equal to the bit)
     assert r.iterations == pytest.approx(g.iterations, abs=2)
+    assert r.energy_ev == pytest.approx(g.energy_ev, rel=1e-12)
+    assert resumed.k_sym_ev_per_a2 == pytest.approx(whole.k_sym_ev_per_a2, rel=1e-9)
+
+
+@pytest.mark.lammps
+def test_a_state_killed_with_secant_pairs_goes_on_with_their_history(lammps_ok, tmp_path, monkeypatch):
+    # minimizer.secant_pairs: each correction steps along the moves between the state's last
+    # corrections too; a state resumed after three cycles gets that history back with its positions
+    monkeypatch.setattr(engine_lammps, "IN_FLIGHT_EVERY_S", 0.0)  # keep after every cycle
+    config = load_config(EXAMPLES / "optimize_cantilever.yaml", [*SETS, "minimizer.secant_pairs=4"])
+    whole = _evaluate(config, StateCheckpoint(tmp_path / "in_one_go.npz"))
+    path = tmp_path / state_checkpoint.PARTIAL
+    with pytest.raises(_Killed):
+        _evaluate(config, _KilledAfter(path, 0, nth=3))
+    with np.load(path.with_name(IN_FLIGHT)) as kept:
+        assert kept["secant_history"].shape[:2] == (2, 2)  # (x, f) at the two corrections before the kill
+    resumed = _evaluate(config, StateCheckpoint(path))
+    r, g = resumed.relaxed[0], whole.relaxed[0]
+    assert r.iterations == g.iterations and r.force_evaluations == g.force_evaluations
     assert r.energy_ev == pytest.approx(g.energy_ev, rel=1e-12)
     assert resumed.k_sym_ev_per_a2 == pytest.approx(whole.k_sym_ev_per_a2, rel=1e-9)
 
