@@ -413,7 +413,8 @@ class LammpsEngine:
                            ids: np.ndarray) -> tuple[bool, int]:
         """Move the atoms by the minimizer of the energy's quadratic model over span{d, g}:
         d = K_s^-1 f the spring-network response to the residual forces, g = f - s H d the
-        forces the exact line step s along d would leave (coarse.py), shortened so that no atom
+        forces the exact line step s along d would leave (coarse.py), and the state's last
+        secant steps when minimizer.secant_pairs is set (``_secant_history``), shortened so that no atom
         moves farther than MAX_MOVE_A and no bond changes by more than MAX_BOND_CHANGE_A. Keep
         the move if it lowers the energy, else try it at BACKTRACK, else undo it. Returns (kept, force
         evaluations: 4, or 5 with the backtrack; 3 when g vanishes, 2 when the line step along d is

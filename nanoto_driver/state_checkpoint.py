@@ -144,7 +144,7 @@ class StateCheckpoint:
             with np.load(path) as f:
                 if str(f["key"]) == self._in_flight_key(u_a):
                     return InFlightState(positions_a=f["positions_a"], log_text=str(f["log_text"]),
-                                         secant_history=f["secant_history"], **json.loads(str(f["scalars"])))
+                                         secant_history=_history(f), **json.loads(str(f["scalars"])))
         except (OSError, ValueError, KeyError, TypeError) as err:
             log.warning("%s is unreadable (%s); relaxing that state from its start", path, err)
         path.unlink(missing_ok=True)
@@ -164,6 +164,12 @@ class StateCheckpoint:
             log.warning("%s is unreadable (%s); relaxing its states again", self.path, err)
             self.path.unlink(missing_ok=True)
             return []
+
+
+def _history(kept: Any) -> np.ndarray:
+    """The secant history (r, 2, n_atoms, 3) of a kept progress; empty in files kept before
+    minimizer.secant_pairs existed, which were relaxed without one."""
+    return kept["secant_history"] if "secant_history" in kept.files else np.zeros((0, 2, 0, 3))
 
 
 def _write_atomically(path: Path, **arrays: Any) -> None:

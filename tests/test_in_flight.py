@@ -67,6 +67,22 @@ def test_kept_progress_reads_back_only_for_its_state(tmp_path, caplog):
     assert "unreadable" in caplog.text and not (tmp_path / IN_FLIGHT).exists()
 
 
+def test_progress_kept_before_secant_pairs_existed_reads_back_without_history(tmp_path):
+    occ = np.ones(20, bool)
+    path = tmp_path / state_checkpoint.PARTIAL
+    writer = StateCheckpoint(path)
+    writer.resume(3, occ)
+    writer.keep_in_flight(0.0, _progress(48))
+    with np.load(tmp_path / IN_FLIGHT) as kept:  # the file as an earlier version wrote it
+        older = {name: kept[name] for name in kept.files if name != "secant_history"}
+    np.savez(tmp_path / IN_FLIGHT, **older)
+    reader = StateCheckpoint(path)
+    reader.resume(3, occ)
+    back = reader.in_flight(0.0)
+    assert back is not None and back.secant_history.shape[0] == 0
+    assert np.array_equal(back.positions_a, _progress(48).positions_a) and back.iterations == 48
+
+
 def test_a_finished_state_or_iteration_drops_its_kept_progress(tmp_path):
     occ = np.ones(20, bool)
     relaxed = RelaxResult(u_a=0.0, site_energies_ev=np.full(20, -3.4), positions_a=np.zeros((20, 3)),
