@@ -77,7 +77,7 @@ def main() -> None:
     k = args.iteration
     problem = open_problem(config)
     engine, s, mini = problem.engine, problem.structure, config.minimizer
-    rank_zero_prints(engine)
+    rank_zero_prints(engine)  # ranks other than 0 print nothing from here on
     occ = occupancy[k]
     ids = np.flatnonzero(occ) + 1
     coordination = occupied_neighbors(first_shell_table(s.lattice.cells, s.periodic), occ)[occ]
@@ -107,17 +107,15 @@ def main() -> None:
                                    basin_restarts=mini.basin_restarts)
         warm = WarmStart(prev.relaxed[0].positions_a, prev.response_a, occupancy[k - 1])
         seen["corrections"], seen["active"] = 0, True
-        if engine.rank == 0:
-            print(f"{args.run}: design {k}, {len(ids):,} atoms; energy is LAMMPS' pe (gauge included); "
-                  f"shares of |f|^2")
-            print(f"{'corr':>5} {'energy (eV)':>16} {'|f|^2':>9} {'max|f|':>9} {'moved':>6} {'near':>6} "
-                  f"{'surface':>7} {'floppy':>6} {'long-wave':>9} {'moved#':>6} {'near#':>6}")
+        print(f"{args.run}: design {k}, {len(ids):,} atoms; energy is LAMMPS' pe (gauge included); "
+              f"shares of |f|^2")
+        print(f"{'corr':>5} {'energy (eV)':>16} {'|f|^2':>9} {'max|f|':>9} {'moved':>6} {'near':>6} "
+              f"{'surface':>7} {'floppy':>6} {'long-wave':>9} {'moved#':>6} {'near#':>6}")
         result = symmetric_curvature(engine, s, occ, delta, mini.max_nonaffine_a, warm,
                                      basin_restarts=mini.basin_restarts, local=local_relax(problem))
-        if engine.rank == 0:
-            print("force evaluations per state:", [st.force_evaluations for st in result.states],
-                  "" if result.local is None else f"after a local part of {result.local.n_atoms:,} atoms in "
-                  f"{result.local.force_evaluations} of its own force evaluations")
+        print("force evaluations per state:", [st.force_evaluations for st in result.states],
+              "" if result.local is None else f"after a local part of {result.local.n_atoms:,} atoms in "
+              f"{result.local.force_evaluations} of its own force evaluations")
     finally:
         engine_lammps.LammpsEngine._coarse_correction = correct  # type: ignore[method-assign]
         engine.close()

@@ -91,6 +91,11 @@ class RelaxResult:
         return math.fsum(self.site_energies_ev)
 
 
+def no_secant_history() -> np.ndarray:
+    """(0, 2, 0, 3): the secant history of a state relaxed without minimizer.secant_pairs."""
+    return np.zeros((0, 2, 0, 3))
+
+
 @dataclass
 class InFlightState:
     """A relaxation stopped between two CG cycles: all a two-level relaxation needs to go on.
@@ -120,7 +125,7 @@ class InFlightState:
     solve_s: float
     energy_ev: float
     fmax_ev_per_a: float
-    secant_history: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 0, 3)), compare=False)
+    secant_history: np.ndarray = field(default_factory=no_secant_history, compare=False)
 
 
 class InFlightStore(Protocol):

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import InFlightState, RelaxResult
+from .engine import InFlightState, RelaxResult, no_secant_history
 
 log = logging.getLogger("nanoto")
 
@@ -169,7 +169,7 @@ class StateCheckpoint:
 def _history(kept: Any) -> np.ndarray:
     """The secant history (r, 2, n_atoms, 3) of a kept progress; empty in files kept before
     minimizer.secant_pairs existed, which were relaxed without one."""
-    return kept["secant_history"] if "secant_history" in kept.files else np.zeros((0, 2, 0, 3))
+    return kept["secant_history"] if "secant_history" in kept.files else no_secant_history()
 
 
 def _write_atomically(path: Path, **arrays: Any) -> None:
