@@ -15,6 +15,8 @@ the warm start a run would use; then design k is relaxed warm from it once per v
                 coarse.SOLVE_ITERATIONS (e.g. solve-1: one V-cycle)
     secant-N    two-vector plus the last N steps between the state's corrections, with their
                 products from the force differences (minimizer.secant_pairs N)
+    jacobi-N    two-vector with the multigrid of before the fifteenth session: a Jacobi-smoothed
+                prolongator instead of coarse.PROLONGATOR, N solve iterations (jacobi-3 was it)
 
 Prints, per variant, force evaluations per state, wall time, time in the multigrid solves,
 K_sym, the energy of each state against the first variant's, and how many atoms ended more
@@ -39,7 +41,7 @@ import argparse
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -50,6 +52,8 @@ from nanoto_driver.engine import WarmStart
 from nanoto_driver.evaluate import local_relax, open_problem
 from nanoto_driver.stiffness import StiffnessResult, symmetric_curvature
 
+# the prolongator smoothing of the multigrid before the fifteenth session (pyamg's default)
+JACOBI_PROLONGATOR = ("jacobi", {"omega": 4.0 / 3.0})
 HOPPED_A = 1.0  # an atom farther than this from where u = 0 started has left its site's basin
 
 
@@ -75,6 +79,11 @@ def variant(name: str, engine: Any) -> Any:
         return _attribute(engine, "coarse_every", int(name.removeprefix("every-")))
     if name.startswith("secant-"):
         return _attribute(engine, "secant_pairs", int(name.removeprefix("secant-")))
+    if name.startswith("jacobi-"):
+        stack = ExitStack()
+        stack.enter_context(_attribute(coarse, "PROLONGATOR", JACOBI_PROLONGATOR))
+        stack.enter_context(_attribute(coarse, "SOLVE_ITERATIONS", int(name.removeprefix("jacobi-"))))
+        return stack
     if name.startswith("solve-"):
         return _attribute(coarse, "SOLVE_ITERATIONS", int(name.removeprefix("solve-")))
     return nullcontext()  # two-vector: as configured
@@ -84,11 +93,11 @@ VARIANTS = ("two-vector", "line", "unbounded", "plain")
 
 
 def variant_name(text: str) -> str:
-    """argparse type of --variants: one of VARIANTS, every-N or solve-N (N > 0)."""
+    """argparse type of --variants: one of VARIANTS, or every-N, solve-N, secant-N, jacobi-N (N > 0)."""
     prefix, _, n = text.partition("-")
-    if text in VARIANTS or (prefix in ("every", "solve", "secant") and n.isdigit() and int(n) > 0):
+    if text in VARIANTS or (prefix in ("every", "solve", "secant", "jacobi") and n.isdigit() and int(n) > 0):
         return text
-    raise argparse.ArgumentTypeError(f"'{text}' is none of {', '.join(VARIANTS)}, every-N, solve-N, secant-N "
+    raise argparse.ArgumentTypeError(f"'{text}' is none of {', '.join(VARIANTS)}, every-N, solve-N, secant-N, jacobi-N "
                                      "(N > 0)")
 
 
@@ -123,7 +132,8 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, nargs="+", default=[1])
     ap.add_argument("--variants", nargs="+", type=variant_name, default=["plain", "unbounded", "two-vector"],
                     help=f"{', '.join(VARIANTS)}, every-N (a correction every N CG iterations), solve-N "
-                         "(N multigrid iterations per solve) or secant-N (N secant pairs)")
+                         "(N multigrid iterations per solve), secant-N (N secant pairs) or jacobi-N "
+                         "(the Jacobi-smoothed prolongator of before, N solve iterations)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of the run's config (e.g. minimizer.coarse_every=8)")
     ap.add_argument("--json", help="also write the rows here")

@@ -48,8 +48,9 @@ from .structure import DESIGN, Structure
 # scale. (1e4 cantilever: tolerance 1e-3, 1e-2 and 1e-1 gave 226, 224 and 156-183 force
 # evaluations; iteration 1 of the 10^5-site one: 3 iterations instead of up to 100 at 1e-2,
 # 665 instead of 604 force evaluations, 162 s instead of 174 s, the solves 57 s instead of 97 s.)
+# 2 with the energy-minimizing prolongator (PROLONGATOR), 3 with the Jacobi-smoothed one before.
 SOLVE_TOLERANCE = 1e-2
-SOLVE_ITERATIONS = 3
+SOLVE_ITERATIONS = 2
 # second-neighbour springs relative to first-neighbour ones: enough to stiffen the floppy modes
 # of thin parts, small enough to leave the network's long-wave elasticity close to first-neighbour
 # (0.1 and 0.3 gave the same energy gain on the 10^5-site state in the module docstring)
@@ -58,11 +59,20 @@ SECOND_SHELL_WEIGHT = 0.1
 # this: 0 for bonds in a plane or line, 0.5 for the least spread non-coplanar FCC triple
 FLOPPY_EIGENVALUE = 0.05
 # the hierarchy is built and applied in single precision: the network is a model of EAM good to
-# tens of per cent and the solve stops after 3 iterations, so float64 buys little for twice the
+# tens of per cent and the solve stops after a few iterations, so float64 buys little for twice the
 # memory (bench/spring_solve.py on the 10^5-site iteration-1 design, 3 iterations, quiet machine:
 # 0.41 s against 0.54 s per direction, 96.9 % against 98.4 % of the exact solve's energy gain on
 # the network; 2.5x faster on a node busy with another run; 6.5e5 sites: peak 4.2 GB against 4.6)
 SOLVE_DTYPE = np.float32
+# How smoothed aggregation smooths its tentative prolongator: energy minimization (pyamg's "energy",
+# Olson, Schroder and Tuminaro's method; degree 1, 2 CG iterations) rather than one Jacobi step
+# (pyamg's default). Its coarse functions carry less energy on the network, so fewer multigrid
+# iterations do the work: on the late 10^5-site design of docs/performance.md (fifteenth session),
+# 91 % of the exact solve's energy gain in one iteration against 49 %, 99 % in two against 95 % in
+# three Jacobi ones. Over three 10^5-site designs, 2 iterations took 2,758 force evaluations against
+# 3,296 and 177.7 s against 238.4 s; over five 10^4-site designs 1,056 against 1,083. The set-up
+# costs more: 2.5 s against 1.6 s at 10^5 sites, 28 s against 18 s and 0.4 GB more at 6.5 x 10^5.
+PROLONGATOR = ("energy", {"degree": 1, "maxiter": 2})
 #: largest distance a correction moves an atom (Å), the neighbour skin. A network-guided move is a
 #: long wave of at most about δ; when the two-vector model is nearly singular its step can be huge
 #: (the repaired warm start of iteration 2 at 6.5 x 10^5 sites: c = (4.9, 6.2), one atom moved by
@@ -103,7 +113,7 @@ class SpringPreconditioner:
         try:
             self.solver = pyamg.smoothed_aggregation_solver(
                 k, B=translation_modes(int(self.free_site.sum())).astype(dtype), symmetry="symmetric",
-                max_coarse=500, coarse_solver="splu")
+                max_coarse=500, coarse_solver="splu", smooth=PROLONGATOR)
         finally:
             np.random.set_state(saved)
         self.n_sites, self.dtype = structure.n_sites, dtype
