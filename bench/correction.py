@@ -52,8 +52,6 @@ from nanoto_driver.engine import WarmStart
 from nanoto_driver.evaluate import local_relax, open_problem
 from nanoto_driver.stiffness import StiffnessResult, symmetric_curvature
 
-# the prolongator smoothing of the multigrid before the fifteenth session (pyamg's default)
-JACOBI_PROLONGATOR = ("jacobi", {"omega": 4.0 / 3.0})
 HOPPED_A = 1.0  # an atom farther than this from where u = 0 started has left its site's basin
 
 
@@ -81,7 +79,7 @@ def variant(name: str, engine: Any) -> Any:
         return _attribute(engine, "secant_pairs", int(name.removeprefix("secant-")))
     if name.startswith("jacobi-"):
         stack = ExitStack()
-        stack.enter_context(_attribute(coarse, "PROLONGATOR", JACOBI_PROLONGATOR))
+        stack.enter_context(_attribute(coarse, "PROLONGATOR", coarse.JACOBI_PROLONGATOR))
         stack.enter_context(_attribute(coarse, "SOLVE_ITERATIONS", int(name.removeprefix("jacobi-"))))
         return stack
     if name.startswith("solve-"):

@@ -1,8 +1,10 @@
-"""Spring-network solve of the coarse correction: precision and iteration cap, on a real design.
+"""Spring-network solve of the coarse correction: precision, prolongator and iteration cap, on a real design.
 
 Builds ``coarse.SpringPreconditioner`` for one design of a run file (spring network, floppy
-atoms, multigrid hierarchy) in float64 and float32, and times the set-up and the capped
-direction d ≈ K_s^-1 g (median of --repeat) for 1-3 preconditioned CG iterations.
+atoms, multigrid hierarchy) in float64 and float32 with ``coarse.PROLONGATOR``, and in float32
+with the Jacobi-smoothed prolongator used before the fifteenth session (pyamg's default), and
+times the set-up and the capped direction d ≈ K_s^-1 g (median of --repeat) for 1-3
+preconditioned CG iterations.
 Quality is the share of the exact solve's energy gain on the network that d reaches with
 the exact step along it, (g·d)² / (d·K_s d) / (g·K_s^-1 g) (1 for the exact solve): the
 number that decides how much a correction removes. g is a long-wave force field along the
@@ -25,6 +27,7 @@ import numpy as np
 def main() -> None:
     import pyamg
 
+    from nanoto_driver import coarse
     from nanoto_driver.coarse import SOLVE_TOLERANCE, SpringPreconditioner
     from nanoto_driver.config import build_config
     from nanoto_driver.load_cases import build_structure
@@ -44,11 +47,16 @@ def main() -> None:
     forces = (np.sin(2 * np.pi * x[:, :1] / np.ptp(x[:, 0])) * np.array([[0.3, 1.0, 0.1]])
               + 0.05 * rng.standard_normal(x.shape))
     reference = None
-    print(f"{'precision':>9} {'set-up s':>9} {'iterations':>10} {'solve s':>8} {'gain/exact':>10}")
-    for dtype in (np.float64, np.float32):
-        t0 = time.perf_counter()
-        pre = SpringPreconditioner(structure, occ, dtype)  # network, floppy atoms, hierarchy
-        setup = time.perf_counter() - t0
+    print(f"{'precision':>9} {'prolongator':>11} {'set-up s':>9} {'iterations':>10} {'solve s':>8} {'gain/exact':>10}")
+    for dtype, prolongator in ((np.float64, coarse.PROLONGATOR), (np.float32, coarse.PROLONGATOR),
+                               (np.float32, coarse.JACOBI_PROLONGATOR)):
+        saved, coarse.PROLONGATOR = coarse.PROLONGATOR, prolongator
+        try:
+            t0 = time.perf_counter()
+            pre = SpringPreconditioner(structure, occ, dtype)  # network, floppy atoms, hierarchy
+            setup = time.perf_counter() - t0
+        finally:
+            coarse.PROLONGATOR = saved
         if reference is None:  # K_s of the free atoms and the exact response, in float64
             k, g = pre.solver.levels[0].A, forces.reshape(-1)[pre.free]
             best = g @ pyamg.smoothed_aggregation_solver(k, symmetry="symmetric").solve(
@@ -63,7 +71,8 @@ def main() -> None:
                 d = pre.direction(forces, its).reshape(-1)[pre.free]
                 times.append(time.perf_counter() - t0)
             gain = (g @ d) ** 2 / (d @ (k @ d)) / best
-            print(f"{np.dtype(dtype).name:>9} {setup:>9.2f} {its:>10} {median(times):>8.3f} {gain:>10.4f}")
+            print(f"{np.dtype(dtype).name:>9} {prolongator[0]:>11} {setup:>9.2f} {its:>10} {median(times):>8.3f} "
+                  f"{gain:>10.4f}")
 
 
 if __name__ == "__main__":

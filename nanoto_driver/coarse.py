@@ -73,6 +73,8 @@ SOLVE_DTYPE = np.float32
 # 3,296 and 177.7 s against 238.4 s; over five 10^4-site designs 1,056 against 1,083. The set-up
 # costs more: 2.5 s against 1.6 s at 10^5 sites, 28 s against 18 s and 0.4 GB more at 6.5 x 10^5.
 PROLONGATOR = ("energy", {"degree": 1, "maxiter": 2})
+#: pyamg's default, the prolongator smoothing before the fifteenth session (benches compare against it)
+JACOBI_PROLONGATOR = ("jacobi", {"omega": 4.0 / 3.0})
 #: largest distance a correction moves an atom (Å), the neighbour skin. A network-guided move is a
 #: long wave of at most about δ; when the two-vector model is nearly singular its step can be huge
 #: (the repaired warm start of iteration 2 at 6.5 x 10^5 sites: c = (4.9, 6.2), one atom moved by
