@@ -78,9 +78,10 @@ RESIDUAL_FLOOR = 1e-9
 # rebuild the lists when an atom moved more than half the skin. Same energies and forces to
 # round-off on 1 and 2 ranks (the set-up also sorts atoms in memory, which can reorder the sums;
 # bench/set_up_cost.py), about 2x faster per evaluation when no rebuild is needed. The first
-# evaluation keeps the full set-up: it follows a `minimize`, after which the run integrator
-# may never have been initialized.
+# evaluation keeps the full set-up (FORCE_AFTER_MINIMIZE): it follows a `minimize`, after which
+# the run integrator may never have been initialized.
 FORCE_AGAIN = "run 1 pre no post no"
+FORCE_AFTER_MINIMIZE = "run 0 post no"
 # How often a state relaxed in cycles keeps its progress (s; state_checkpoint.py): a gather of
 # the positions and a 16 MB file at 6.5e5 sites (written in 12 ms after its log line), well under
 # 1 % of the time; states shorter than this never write it.
@@ -271,7 +272,7 @@ class LammpsEngine:
         ids = np.flatnonzero(occupancy) + 1
         self._load_atoms(structure, occupancy, ids, structure.positions_a)
         self._lmp.command(f"minimize 0.0 {self.settings.ftol_ev_per_a!r} {cg_iterations} {self.settings.maxeval}")
-        self._lmp.command("run 0 post no")
+        self._lmp.command(FORCE_AFTER_MINIMIZE)
         return ids
 
     def close(self) -> None:
@@ -360,6 +361,9 @@ class LammpsEngine:
         evaluations = iterations = failed = 0
         if resumed is not None:
             evaluations, iterations, failed = resumed.correction_fe, resumed.iterations, resumed.failed
+            # the correction starts from what the last minimization left; the kept positions have
+            # none yet: the evaluation the stopped process had there, made again (not counted)
+            lmp.command(FORCE_AFTER_MINIMIZE)
         minimize, kept_at = resumed is None, time.perf_counter()
         self._secant = [] if resumed is None else [(x, f) for x, f in resumed.secant_history]
         while True:
@@ -417,13 +421,16 @@ class LammpsEngine:
         secant steps when minimizer.secant_pairs is set (``_secant_history``), shortened so that no atom
         moves farther than MAX_MOVE_A and no bond changes by more than MAX_BOND_CHANGE_A. Keep
         the move if it lowers the energy, else try it at BACKTRACK, else undo it. Returns (kept, force
-        evaluations: 4, or 5 with the backtrack; 3 when g vanishes, 2 when the line step along d is
-        uphill, 1 when d = 0)."""
+        evaluations: 3, or 4 with the backtrack; 2 when g vanishes, 1 when the line step along d is
+        uphill, 0 when d = 0).
+
+        The energy, positions and forces at the start are those the minimization ended on: LAMMPS
+        leaves its atoms at the last point it evaluated, with that point's forces and energy (the
+        same to round-off as a ``run 0`` there: tests/test_coarse.py)."""
         from .coarse import MAX_BOND_CHANGE_A, MAX_MOVE_A, limit_bond_change, limit_move, subspace_step
 
         lmp = self._lmp
-        lmp.command("run 0 post no")
-        energy, evaluations = float(lmp.get_thermo("pe")), 1
+        energy, evaluations = float(lmp.get_thermo("pe")), 0
         x, f = self._gather("x", 3, ids), self._gather("f", 3, ids)
         t0 = time.perf_counter()
         ends = self._bond_ends(structure, occupancy)
@@ -433,7 +440,7 @@ class LammpsEngine:
         floor = RESIDUAL_FLOOR * np.abs(f).max()
         steps, changes = self._secant_history(x, f)
         while np.abs(basis[-1]).max() > floor:
-            products.append(self._hessian_times(ids, x, f, basis[-1]))
+            products.append(self._hessian_times(ids, x, f, basis[-1], first=evaluations == 0))
             evaluations += 1
             c = self._bcast(subspace_step(f, basis + steps, products + changes) if self.rank == 0 else None)
             if c is None and steps:  # the secant pairs made the model indefinite: without them
@@ -471,14 +478,16 @@ class LammpsEngine:
         changes = [-(b[1] - a[1]) for a, b in pairwise(self._secant)]
         return steps, changes
 
-    def _hessian_times(self, ids: np.ndarray, x: np.ndarray, f: np.ndarray, v: np.ndarray) -> np.ndarray:
+    def _hessian_times(self, ids: np.ndarray, x: np.ndarray, f: np.ndarray, v: np.ndarray,
+                       first: bool = False) -> np.ndarray:
         """(len(ids), 3) H v by a finite difference of the forces: one force evaluation at
-        x + ε v, ε from coarse.probe_scale (collective: every rank takes part)."""
+        x + ε v, ε from coarse.probe_scale, with LAMMPS' full set-up if it is the ``first`` since
+        a minimization (collective: every rank takes part)."""
         from .coarse import hessian_product, probe_scale
 
         eps = probe_scale(v)
         self._scatter_x(ids, x + eps * v)
-        self._lmp.command(FORCE_AGAIN)
+        self._lmp.command(FORCE_AFTER_MINIMIZE if first else FORCE_AGAIN)
         return hessian_product(f, self._gather("f", 3, ids), eps)
 
     def _direction(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,

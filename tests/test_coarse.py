@@ -273,7 +273,7 @@ def test_a_correction_that_overshoots_is_retried_at_a_quarter_step():
     engine = _engine_on(fake, lambda f: (time.sleep(0.05), 3.0 * f)[1])  # a solve that takes 50 ms
     e0 = fake.get_thermo("pe")
     kept, evaluations = engine._coarse_correction(None, None, np.arange(1, 5))
-    assert kept and evaluations == 4  # before, probe, full step (rejected), quarter step
+    assert kept and evaluations == 3  # probe, full step (rejected), quarter step
     assert 0.05 <= engine._solve_s < 0.5  # the solve is booked as such (the time outside LAMMPS)
     assert fake.get_thermo("pe") < e0
     assert np.allclose(fake.x, 0.25, rtol=1e-3)
@@ -286,7 +286,7 @@ def test_a_correction_reaches_the_minimum_when_the_network_errs_on_half_the_atom
     weight = np.repeat([1.0, 5.0], 6).reshape(4, 3)
     engine = _engine_on(fake, lambda f: weight * f)
     kept, evaluations = engine._coarse_correction(None, None, np.arange(1, 5))
-    assert kept and evaluations == 4  # before, probe along d, probe along g, the step
+    assert kept and evaluations == 3  # probe along d, probe along g, the step
     assert np.allclose(fake.x, 1.0, atol=1e-5)
     line = (weight.sum()) / (weight ** 2).sum()  # s = f·d / d·d with f = 1, H = 1
     assert not np.allclose(line * weight, 1.0, atol=0.1)  # what the line step alone would have reached
@@ -364,7 +364,7 @@ def _error_after_corrections(secant_pairs, corrections=5):
     engine._structure, engine._box_lengths = SimpleNamespace(periodic=(False, False, False)), lambda: np.full(3, 50.0)
     for _ in range(corrections):
         kept, evaluations = engine._coarse_correction(None, None, np.arange(1, 5))
-        assert kept and evaluations == 4  # before, two probes, the step: the secant pairs cost none
+        assert kept and evaluations == 3  # two probes, the step: the secant pairs cost none
         fake.command("minimize 0 0 1 0")
     return fake.get_thermo("pe") - float(np.sum(-0.5 * fake.g ** 2 / stiffness))
 
@@ -397,10 +397,41 @@ def test_undone_corrections_end_the_cycle_after_three_in_a_row():
     engine = _engine_on(fake, lambda f: -f)  # uphill: the exact step is 0, never kept
     x_before = fake.x.copy()
     evaluations = engine._minimize_in_cycles(None, None, np.arange(1, 3))
-    # cycles of 4 CG steps, MAX_FAILED corrections of 2 evaluations each (before, probe), then plain CG to the end
-    assert evaluations == 2 * MAX_FAILED_CORRECTIONS
+    # cycles of 4 CG steps, MAX_FAILED corrections of 1 evaluation each (the probe), then plain CG to the end
+    assert evaluations == MAX_FAILED_CORRECTIONS
     assert fake.step == 40
     assert np.all(np.abs(fake.x) < np.abs(x_before))
+
+
+@pytest.mark.lammps
+def test_a_minimization_leaves_the_energy_and_forces_of_where_it_stopped(lammps_ok):
+    """A correction starts from the energy, positions and forces LAMMPS holds after a `minimize`,
+    without evaluating them again: they are those of a full `run 0` at the same positions, to
+    round-off (the set-up sorts the atoms in memory, which can reorder the sums), whether CG
+    stopped on its iteration cap (a cycle) or on its tolerance."""
+    from nanoto_driver.engine_lammps import FORCE_AFTER_MINIMIZE
+    from nanoto_driver.evaluate import open_problem
+
+    config = build_config({"domain": {"cells": [12, 6, 3]}, "minimizer": {"norm": "max"}})
+    problem = open_problem(config)
+    engine, s = problem.engine, problem.structure
+    try:
+        occ = np.ones(s.n_sites, bool)
+        occ[np.flatnonzero(s.kind == DESIGN)[::5]] = False  # surfaces inside: forces everywhere
+        ids = np.flatnonzero(occ) + 1
+        engine._ensure_setup(s)
+        engine._load_atoms(s, occ, ids, s.positions_a)
+        for cap in (1, 5, 8, 10_000):
+            engine._lmp.command(f"minimize 0.0 1e-6 {cap} 100000")
+            left = [float(engine._lmp.get_thermo("pe")), engine._gather("x", 3, ids), engine._gather("f", 3, ids)]
+            engine._lmp.command(FORCE_AFTER_MINIMIZE)
+            again = [float(engine._lmp.get_thermo("pe")), engine._gather("x", 3, ids), engine._gather("f", 3, ids)]
+            assert left[0] == pytest.approx(again[0], rel=1e-13) and np.array_equal(left[1], again[1])
+            # round-off of sums of pair terms of order 1 eV/Å, however small the net force
+            np.testing.assert_allclose(left[2], again[2], rtol=0, atol=1e-12)
+            assert np.abs(left[2]).max() > 1e-9
+    finally:
+        engine.close()
 
 
 @pytest.mark.lammps
