@@ -97,9 +97,12 @@ class SpringPreconditioner:
     structure, occupancy : the design ((n_sites,) bool); the hierarchy is built once and
     reused by every state (and basin restart) of the design.
     dtype : precision of the hierarchy and the solves (bench/spring_solve.py compares both).
+    prolongator : pyamg's ``smooth`` option of smoothed aggregation (default PROLONGATOR, read at
+        the call; bench/spring_solve.py compares it with JACOBI_PROLONGATOR).
     """
 
-    def __init__(self, structure: Structure, occupancy: np.ndarray, dtype: Any = SOLVE_DTYPE) -> None:
+    def __init__(self, structure: Structure, occupancy: np.ndarray, dtype: Any = SOLVE_DTYPE,
+                 prolongator: tuple[str, dict[str, Any]] | None = None) -> None:
         import pyamg
         from scipy.sparse import diags
 
@@ -115,7 +118,7 @@ class SpringPreconditioner:
         try:
             self.solver = pyamg.smoothed_aggregation_solver(
                 k, B=translation_modes(int(self.free_site.sum())).astype(dtype), symmetry="symmetric",
-                max_coarse=500, coarse_solver="splu", smooth=PROLONGATOR)
+                max_coarse=500, coarse_solver="splu", smooth=PROLONGATOR if prolongator is None else prolongator)
         finally:
             np.random.set_state(saved)
         self.n_sites, self.dtype = structure.n_sites, dtype
