@@ -17,6 +17,9 @@ the warm start a run would use; then design k is relaxed warm from it once per v
                 products from the force differences (minimizer.secant_pairs N)
     jacobi-N    two-vector with the multigrid of before the fifteenth session: a Jacobi-smoothed
                 prolongator instead of coarse.PROLONGATOR, N solve iterations (jacobi-3 was it)
+    lattice     two-vector with the network on the lattice's bonds (coarse.NETWORK, the code before
+                the sixteenth session)
+    positions   two-vector with the network on the bonds where the batch starts (the default since)
 
 Prints, per variant, force evaluations per state, wall time, time in the multigrid solves,
 K_sym, the energy of each state against the first variant's, and how many atoms ended more
@@ -82,12 +85,14 @@ def variant(name: str, engine: Any) -> Any:
         stack.enter_context(_attribute(coarse, "PROLONGATOR", coarse.JACOBI_PROLONGATOR))
         stack.enter_context(_attribute(coarse, "SOLVE_ITERATIONS", int(name.removeprefix("jacobi-"))))
         return stack
+    if name in ("lattice", "positions"):
+        return _attribute(coarse, "NETWORK", name)
     if name.startswith("solve-"):
         return _attribute(coarse, "SOLVE_ITERATIONS", int(name.removeprefix("solve-")))
     return nullcontext()  # two-vector: as configured
 
 
-VARIANTS = ("two-vector", "line", "unbounded", "plain")
+VARIANTS = ("two-vector", "line", "unbounded", "plain", "lattice", "positions")
 
 
 def variant_name(text: str) -> str:

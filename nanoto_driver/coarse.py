@@ -32,6 +32,16 @@ the correction is lost. Two measures remove them: springs on the second-neighbou
 (weight SECOND_SHELL_WEIGHT) tie sheets and hinges, and atoms whose own first-neighbour bonds
 do not span three dimensions are left out of d (CG relaxes them). On that state: |d| max /
 median 16, energy change -1.51 eV predicted -1.47 eV.
+
+Where the atoms are (NETWORK "positions"). After a few BESO steps the thin parts of a design
+have reconstructed: atoms sit Å away from their sites, next to atoms that are not their lattice
+neighbours. A network on lattice bonds ties such an atom to where its old neighbours were and
+not to its new ones, so d is wrong exactly where the relaxation's tail is. So the network bonds
+the pairs at first- and second-neighbour distance where a batch starts (its warm start, which
+carries the reconstructions of the earlier iterations); a bond the lattice has too and that
+turned little keeps the lattice's exact direction. On a design without reconstructions it is the
+lattice network. (Late 10^5-site design of docs/performance.md, sixteenth session: the states
+took 443 force evaluations instead of 1,007, to the same minimum.)
 """
 
 from __future__ import annotations
@@ -89,6 +99,12 @@ MAX_MOVE_A = 2.0
 #: relaxation went 9.5 eV lower than plain CG (548 atoms moved by more than 1 Å against 67, 3,080
 #: force evaluations against 1,061); with it, plain CG's minimum to 1e-5 eV in 807.
 MAX_BOND_CHANGE_A = 0.1
+#: where the network's bonds come from: "positions" (pairs at first- and second-neighbour distance
+#: where the batch starts, so that parts that reconstructed are bonded as they now sit; the module
+#: docstring) or "lattice" (the pairs of neighbouring occupied sites; benches compare it)
+NETWORK = "positions"
+#: between the first (a0/√2) and second (a0) neighbour distances, and the second and third (a0 √1.5)
+FIRST_SHELL_CUT, SECOND_SHELL_CUT = 0.5 * (0.5 ** 0.5 + 1.0), 0.5 * (1.0 + 1.5 ** 0.5)
 
 
 class SpringPreconditioner:
@@ -102,13 +118,15 @@ class SpringPreconditioner:
     """
 
     def __init__(self, structure: Structure, occupancy: np.ndarray, dtype: Any = SOLVE_DTYPE,
-                 prolongator: tuple[str, dict[str, Any]] | None = None) -> None:
+                 prolongator: tuple[str, dict[str, Any]] | None = None,
+                 positions_a: np.ndarray | None = None, box_lengths_a: np.ndarray | None = None) -> None:
         import pyamg
         from scipy.sparse import diags
 
-        self.free_site = occupancy & (structure.kind == DESIGN) & ~floppy_sites(structure, occupancy)
+        shells = network_bonds(structure, occupancy, positions_a, box_lengths_a)
+        self.free_site = occupancy & (structure.kind == DESIGN) & ~floppy_sites(structure, occupancy, shells[0])
         self.free = np.flatnonzero(np.repeat(self.free_site, 3))
-        k = spring_matrix(structure, occupancy)[self.free][:, self.free]
+        k = spring_matrix(structure, occupancy, shells)[self.free][:, self.free]
         # a whisper of on-site stiffness keeps atoms that hang by one bond from making K_s singular
         k = (k + diags(np.full(self.free.size, 1e-6))).tocsr().astype(dtype)
         # pyamg estimates spectral radii from np.random vectors: seeded here, so that a state
@@ -134,22 +152,86 @@ class SpringPreconditioner:
         return out.reshape(-1, 3)
 
 
-def spring_matrix(structure: Structure, occupancy: np.ndarray) -> Any:
-    """K_s = B₁ᵀ B₁ + w B₂ᵀ B₂, (3 n_sites, 3 n_sites) CSR: central springs of 1 eV/Å² on the
-    first-neighbour bonds and w = SECOND_SHELL_WEIGHT eV/Å² on the second-neighbour bonds
-    between occupied sites (B from ``engine_harmonic.stretch_operator``)."""
-    from .engine_harmonic import stretch_operator
+Bonds = tuple[np.ndarray, np.ndarray, np.ndarray]
 
-    b1, b2 = (stretch_operator(structure, occupancy, shell)[2] for shell in (1, 2))
+
+def network_bonds(structure: Structure, occupancy: np.ndarray, positions_a: np.ndarray | None = None,
+                  box_lengths_a: np.ndarray | None = None) -> tuple[Bonds, Bonds]:
+    """The network's first- and second-shell bonds, each as ends (i, j) (n_bonds,) and unit vectors
+    (n_bonds, 3): the lattice's between occupied sites, or, given ``positions_a`` (n_sites, 3) Å and
+    the box lengths (3,) Å (read along periodic axes), the pairs of occupied sites at first- and
+    second-neighbour distance there (``position_bonds``)."""
+    from .engine_harmonic import bonds
+
+    if positions_a is None:
+        return bonds(structure, occupancy, 1), bonds(structure, occupancy, 2)
+    first, second = position_bonds(positions_a, occupancy, structure.periodic, box_lengths_a, structure.lattice.a0_a,
+                                   (0.0, FIRST_SHELL_CUT), (FIRST_SHELL_CUT, SECOND_SHELL_CUT))
+    # a bond the lattice has too, turned little, keeps the lattice's direction: the strain turns it by
+    # ~1e-3, and the exact directions keep K_s's zeros (a third of the non-zeros: as cheap to solve
+    # as the lattice network)
+    return (lattice_directions(first, bonds(structure, occupancy, 1)),
+            lattice_directions(second, bonds(structure, occupancy, 2)))
+
+
+def lattice_directions(found: Bonds, lattice: Bonds, min_cos: float = 0.99) -> Bonds:
+    """``found`` with the unit vectors of the bonds that ``lattice`` holds too (the same ends, i < j
+    in both) and that lie within ``min_cos`` of the lattice's direction replaced by the lattice's."""
+    i, j, unit = found
+    key = np.asarray(lattice[0], np.int64) * (1 << 32) + lattice[1]
+    order = np.argsort(key)
+    wanted = np.asarray(i, np.int64) * (1 << 32) + j
+    at = order[np.minimum(np.searchsorted(key, wanted, sorter=order), key.size - 1)]
+    same = (key[at] == wanted) & (np.einsum("ij,ij->i", unit, lattice[2][at]) > min_cos)
+    unit = unit.copy()
+    unit[same] = lattice[2][at[same]]
+    return i, j, unit
+
+
+def position_bonds(positions_a: np.ndarray, occupancy: np.ndarray, periodic: Sequence[bool],
+                   box_lengths_a: np.ndarray | None, a0_a: float,
+                   *ranges: tuple[float, float]) -> tuple[Bonds, ...]:
+    """Pairs (i < j) of occupied sites whose distance (nearest image across periodic axes) lies in
+    each [lo a0, hi a0) of ``ranges``, with unit vectors from i to j: one (i, j, unit) per range."""
+    from scipy.spatial import cKDTree
+
+    sites = np.flatnonzero(occupancy)
+    x = np.asarray(positions_a, float)[sites]
+    wraps = np.asarray(periodic, bool)
+    reach = max(hi for _, hi in ranges) * a0_a
+    lengths = np.where(wraps, np.asarray(box_lengths_a if box_lengths_a is not None else np.ones(3), float), 0.0)
+    lo = x.min(axis=0)
+    # a torus along every axis: the box's own length where periodic, one wide enough never to wrap elsewhere
+    size = np.where(wraps, lengths, x.max(axis=0) - lo + 2 * reach + 1.0)
+    wrapped = np.mod(x - lo, size)
+    pairs = cKDTree(wrapped, boxsize=size).query_pairs(reach, output_type="ndarray")
+    d = x[pairs[:, 1]] - x[pairs[:, 0]]
+    d -= np.where(wraps, lengths * np.round(d / np.where(wraps, lengths, 1.0)), 0.0)
+    r = np.linalg.norm(d, axis=1)
+    out = []
+    for r_lo, r_hi in ranges:
+        keep = (r >= r_lo * a0_a) & (r < r_hi * a0_a)
+        i, j = sites[pairs[keep, 0]], sites[pairs[keep, 1]]
+        out.append((i, j, d[keep] / r[keep, None]))
+    return tuple(out)
+
+
+def spring_matrix(structure: Structure, occupancy: np.ndarray, shells: tuple[Bonds, Bonds] | None = None) -> Any:
+    """K_s = B₁ᵀ B₁ + w B₂ᵀ B₂, (3 n_sites, 3 n_sites) CSR: central springs of 1 eV/Å² on the
+    first-shell bonds and w = SECOND_SHELL_WEIGHT eV/Å² on the second-shell ones, ``shells`` or the
+    lattice's between occupied sites (``network_bonds``; B from ``engine_harmonic.stretch_matrix``)."""
+    from .engine_harmonic import stretch_matrix
+
+    shells = network_bonds(structure, occupancy) if shells is None else shells
+    b1, b2 = (stretch_matrix(*shell, structure.n_sites) for shell in shells)
     return (b1.T @ b1 + SECOND_SHELL_WEIGHT * (b2.T @ b2)).tocsr()
 
 
-def floppy_sites(structure: Structure, occupancy: np.ndarray) -> np.ndarray:
-    """(n_sites,) bool: occupied sites whose first-neighbour bonds lie in a plane or a line
-    (smallest eigenvalue of Σ n nᵀ below FLOPPY_EIGENVALUE), including atoms with < 3 bonds."""
-    from .engine_harmonic import bonds
-
-    i, j, unit = bonds(structure, occupancy)
+def floppy_sites(structure: Structure, occupancy: np.ndarray, first_shell: Bonds | None = None) -> np.ndarray:
+    """(n_sites,) bool: occupied sites whose first-shell bonds (``first_shell``, or the lattice's)
+    lie in a plane or a line (smallest eigenvalue of Σ n nᵀ below FLOPPY_EIGENVALUE), including
+    atoms with < 3 bonds."""
+    i, j, unit = network_bonds(structure, occupancy)[0] if first_shell is None else first_shell
     outer = unit[:, :, None] * unit[:, None, :]
     spread = np.zeros((structure.n_sites, 3, 3))
     np.add.at(spread, i, outer)

@@ -112,8 +112,13 @@ def stretch_operator(structure: Structure, occupancy: np.ndarray,
     s = B w, s_b = n_b·(w_j - w_i), n_b the unit bond vector. Bᵀ B is the stiffness of 1 eV/Å²
     springs (also the coarse correction's network)."""
     i, j, unit = bonds(structure, occupancy, shell)
+    return i, j, stretch_matrix(i, j, unit, structure.n_sites)
+
+
+def stretch_matrix(i: np.ndarray, j: np.ndarray, unit: np.ndarray, n_sites: int) -> csr_matrix:
+    """(n_bonds, 3 n_sites) B with (B w)_b = n_b·(w_j - w_i) for bonds with ends (i, j), each
+    (n_bonds,), and unit vectors n (n_bonds, 3)."""
     rows = np.repeat(np.arange(i.size), 6)
     cols = np.stack([3 * i, 3 * i + 1, 3 * i + 2, 3 * j, 3 * j + 1, 3 * j + 2], axis=1).reshape(-1)
     vals = np.concatenate([-unit, unit], axis=1).reshape(-1)
-    b = coo_matrix((vals, (rows, cols)), shape=(i.size, 3 * structure.n_sites)).tocsr()
-    return i, j, b
+    return coo_matrix((vals, (rows, cols)), shape=(i.size, 3 * n_sites)).tocsr()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import hashlib
 import logging
 import tempfile
 import time
@@ -137,6 +138,18 @@ def _design_key(structure: Structure, occupancy: np.ndarray) -> tuple[int, str]:
     return id(structure), occupancy_key(0, occupancy)
 
 
+def network_of(warm: WarmStart | None) -> tuple[str, np.ndarray | None]:
+    """(digest, (n_sites, 3) positions) of where a batch's spring network bonds its atoms (coarse.NETWORK
+    "positions"): where its first state starts, ``warm.positions_a``, or the lattice ("", None) for a
+    cold start. A batch resumed after a stop is given the same start (the local relaxation is done
+    again), so it builds the same network; the digest tells starts apart in the hierarchy's cache
+    (a basin restart, the tail polish's second stage)."""
+    if warm is None:
+        return "", None
+    network = np.ascontiguousarray(warm.positions_a, dtype=np.float64)
+    return hashlib.blake2b(network.tobytes(), digest_size=16).hexdigest(), network
+
+
 def _c_ids(ids: np.ndarray) -> ctypes.Array:
     """Atom ids as a ctypes int array sharing a fresh int32 buffer (kept alive by the array)."""
     buffer = np.ascontiguousarray(ids, dtype=np.int32)
@@ -172,6 +185,7 @@ class LammpsEngine:
         self._coarse_s = self._solve_s = 0.0  # time in the corrections of the state being relaxed, in their solves (s)
         self._t0 = self._lammps0 = 0.0  # perf_counter and LAMMPS-call clock when that state started (s)
         self._preconditioner: tuple[Any, Any] = (None, None)  # (design key, SpringPreconditioner) on rank 0
+        self._network: tuple[str, np.ndarray | None] = ("", None)  # (digest, positions) of the network to build
         self._bonds: tuple[Any, Any] = (None, None)  # (design key, bond rows) on every rank
         self._tmp = tempfile.TemporaryDirectory(prefix="nanoto-lammps-") if self.rank == 0 else None
         self._log = self._bcast(str(Path(self._tmp.name) / "state.log") if self._tmp else None)
@@ -226,6 +240,7 @@ class LammpsEngine:
               on_state: Callable[[RelaxResult], None] | None = None,
               in_flight: InFlightStore | None = None, plain: bool = False,
               ftol_ev_per_a: float | None = None) -> list[RelaxResult]:
+        self._network = network_of(warm)
         with tolerance(self, ftol_ev_per_a):
             return self._relax_states(structure, occupancy, states_a, warm, done, on_state, in_flight, plain)
 
@@ -269,6 +284,7 @@ class LammpsEngine:
         with the full set-up: where a coarse correction starts (tests and benches of its
         evaluations). Returns the atom ids (n_atoms,)."""
         self._ensure_setup(structure)
+        self._network = network_of(None)
         ids = np.flatnonzero(occupancy) + 1
         self._load_atoms(structure, occupancy, ids, structure.positions_a)
         self._lmp.command(f"minimize 0.0 {self.settings.ftol_ev_per_a!r} {cg_iterations} {self.settings.maxeval}")
@@ -493,13 +509,16 @@ class LammpsEngine:
     def _direction(self, structure: Structure, occupancy: np.ndarray, ids: np.ndarray,
                    forces: np.ndarray) -> np.ndarray:
         """(len(ids), 3) spring-network response to ``forces`` (rows in ``ids`` order); the
-        multigrid hierarchy is built once per design and kept for its other states."""
-        from .coarse import SpringPreconditioner
+        multigrid hierarchy is built once per design and network (``network_of``) and kept for its
+        other states."""
+        from . import coarse
 
-        key = _design_key(structure, occupancy)
+        digest, where = self._network if coarse.NETWORK == "positions" else ("", None)
+        key = (*_design_key(structure, occupancy), digest)
         if self._preconditioner[0] != key:
             self._preconditioner = (None, None)  # free the old hierarchy before building the new one
-            self._preconditioner = (key, SpringPreconditioner(structure, occupancy))
+            self._preconditioner = (key, coarse.SpringPreconditioner(structure, occupancy, positions_a=where,
+                                                                      box_lengths_a=self._box_lengths()))
         full = np.zeros((structure.n_sites, 3))
         full[ids - 1] = forces
         return self._preconditioner[1].direction(full)[ids - 1]

@@ -12,6 +12,7 @@ from nanoto_driver.coarse import (
     SpringPreconditioner,
     floppy_sites,
     hessian_product,
+    network_bonds,
     spring_matrix,
     subspace_step,
     translation_modes,
@@ -92,6 +93,45 @@ def test_the_energy_minimizing_prolongator_does_more_per_multigrid_iteration():
     assert _share_of_exact_gain(s, occ, f, coarse.SOLVE_ITERATIONS) > 0.98
     jacobi = _share_of_exact_gain(s, occ, f, 1, coarse.JACOBI_PROLONGATOR)
     assert energy > jacobi + 0.05  # 0.94 against 0.83 here
+
+
+def _pair_set(bonds_):
+    i, j, _ = bonds_
+    return set(zip(np.minimum(i, j).tolist(), np.maximum(i, j).tolist(), strict=True))
+
+
+def test_the_network_of_positions_is_the_lattice_network_on_the_lattice_and_follows_a_moved_atom():
+    s = _cantilever((8, 4, 3))  # periodic along z, 3 cells: images must be told apart
+    occ = np.ones(s.n_sites, bool)
+    occ[::7] = False
+    lo, hi = s.lattice.box_a()
+    x = s.positions_a * np.array([1.002, 1.0, 1.0])  # strained along the beam: bonds turn by ~1e-3
+    # LAMMPS keeps coordinates inside the box along a periodic axis: shift and wrap them there
+    x[:, 2] = lo[2] + np.mod(x[:, 2] + 1.0 - lo[2], (hi - lo)[2]) - 1.0
+    lattice, positions = network_bonds(s, occ), network_bonds(s, occ, x, hi - lo)
+    for a, b in zip(lattice, positions, strict=True):
+        assert _pair_set(a) == _pair_set(b) and len(a[0]) > 0
+    # the bonds the lattice has keep its exact directions: the same matrix, the same zeros
+    k_lattice, k_positions = spring_matrix(s, occ), spring_matrix(s, occ, positions)
+    assert k_positions.nnz == k_lattice.nnz and abs(k_lattice - k_positions).max() < 1e-12
+    # an interior atom moved onto an empty site is bonded where it now sits
+    atom = np.flatnonzero(occ & (s.kind == DESIGN))[len(s.kind) // 2]
+    empty = np.flatnonzero(~occ & (s.kind == DESIGN))
+    target = empty[np.argmin(np.linalg.norm(s.positions_a[empty] - s.positions_a[atom], axis=1))]
+    moved = s.positions_a.copy()
+    moved[atom] = s.positions_a[target]
+    first = network_bonds(s, occ, moved, hi - lo)[0]
+    pretend = occ.copy()
+    pretend[atom], pretend[target] = False, True  # the lattice network of an atom on the target site
+    expected = {tuple(sorted((atom if p == target else p, atom if q == target else q)))
+                for p, q in _pair_set(network_bonds(s, pretend)[0])}
+    assert _pair_set(first) == expected
+    i, j, unit = first  # its new bonds point from i to j where the atoms are (nearest image along z)
+    mine = (i == atom) | (j == atom)
+    d = moved[j[mine]] - moved[i[mine]]
+    d[:, 2] -= (hi - lo)[2] * np.round(d[:, 2] / (hi - lo)[2])
+    assert mine.sum() == sum(atom in pair for pair in expected) > 0
+    assert np.allclose(unit[mine], d / np.linalg.norm(d, axis=1, keepdims=True))
 
 
 def test_floppy_sites_are_atoms_whose_bonds_lie_in_a_plane():
@@ -326,6 +366,22 @@ def test_a_correction_changes_no_bond_by_more_than_a_cg_step():
     assert np.allclose(fake.x[1:], 0.0)
     small = np.full((2, 3), 0.05)
     assert limit_bond_change(small, (np.array([0]), np.array([1])), MAX_BOND_CHANGE_A) is small
+
+
+def test_a_batch_bonds_its_network_where_it_starts():
+    from nanoto_driver.engine import WarmStart
+    from nanoto_driver.engine_lammps import network_of
+
+    s = _cantilever()
+    assert network_of(None) == ("", None)  # a cold start: the lattice network
+    start = s.positions_a + 0.01
+    digest, where = network_of(WarmStart(start))
+    assert where is not None and np.array_equal(where, start)
+    # the same start (a batch resumed after a stop) gives the same key; another one (a basin restart) not
+    assert network_of(WarmStart(start.copy(), None))[0] == digest
+    moved = start.copy()
+    moved[3, 0] += 1e-9
+    assert network_of(WarmStart(moved))[0] != digest
 
 
 def test_bond_rows_are_the_first_neighbour_bonds_of_the_atoms_in_site_order():
