@@ -115,6 +115,8 @@ class SpringPreconditioner:
     dtype : precision of the hierarchy and the solves (bench/spring_solve.py compares both).
     prolongator : pyamg's ``smooth`` option of smoothed aggregation (default PROLONGATOR, read at
         the call; bench/spring_solve.py compares it with JACOBI_PROLONGATOR).
+    positions_a, box_lengths_a : (n_sites, 3) and (3,) Å: bond the atoms where they are there
+        (``network_bonds``); None: the lattice's bonds.
     """
 
     def __init__(self, structure: Structure, occupancy: np.ndarray, dtype: Any = SOLVE_DTYPE,
