@@ -115,17 +115,17 @@ class SpringPreconditioner:
     dtype : precision of the hierarchy and the solves (bench/spring_solve.py compares both).
     prolongator : pyamg's ``smooth`` option of smoothed aggregation (default PROLONGATOR, read at
         the call; bench/spring_solve.py compares it with JACOBI_PROLONGATOR).
-    positions_a, box_lengths_a : (n_sites, 3) and (3,) Å: bond the atoms where they are there
-        (``network_bonds``); None: the lattice's bonds.
+    positions_a : (n_sites, 3) Å, bond the atoms where they are there (``network_bonds``); None: the
+        lattice's bonds.
     """
 
     def __init__(self, structure: Structure, occupancy: np.ndarray, dtype: Any = SOLVE_DTYPE,
                  prolongator: tuple[str, dict[str, Any]] | None = None,
-                 positions_a: np.ndarray | None = None, box_lengths_a: np.ndarray | None = None) -> None:
+                 positions_a: np.ndarray | None = None) -> None:
         import pyamg
         from scipy.sparse import diags
 
-        shells = network_bonds(structure, occupancy, positions_a, box_lengths_a)
+        shells = network_bonds(structure, occupancy, positions_a)
         self.free_site = occupancy & (structure.kind == DESIGN) & ~floppy_sites(structure, occupancy, shells[0])
         self.free = np.flatnonzero(np.repeat(self.free_site, 3))
         k = spring_matrix(structure, occupancy, shells)[self.free][:, self.free]
@@ -157,17 +157,18 @@ class SpringPreconditioner:
 Bonds = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def network_bonds(structure: Structure, occupancy: np.ndarray, positions_a: np.ndarray | None = None,
-                  box_lengths_a: np.ndarray | None = None) -> tuple[Bonds, Bonds]:
+def network_bonds(structure: Structure, occupancy: np.ndarray,
+                  positions_a: np.ndarray | None = None) -> tuple[Bonds, Bonds]:
     """The network's first- and second-shell bonds, each as ends (i, j) (n_bonds,) and unit vectors
-    (n_bonds, 3): the lattice's between occupied sites, or, given ``positions_a`` (n_sites, 3) Å and
-    the box lengths (3,) Å (read along periodic axes), the pairs of occupied sites at first- and
-    second-neighbour distance there (``position_bonds``)."""
+    (n_bonds, 3): the lattice's between occupied sites, or, given ``positions_a`` (n_sites, 3) Å in
+    the reference box (a u = 0 start), the pairs of occupied sites at first- and second-neighbour
+    distance there (``position_bonds``)."""
     from .engine_harmonic import bonds
 
     if positions_a is None:
         return bonds(structure, occupancy, 1), bonds(structure, occupancy, 2)
-    first, second = position_bonds(positions_a, occupancy, structure.periodic, box_lengths_a, structure.lattice.a0_a,
+    lo, hi = structure.lattice.box_a()
+    first, second = position_bonds(positions_a, occupancy, structure.periodic, hi - lo, structure.lattice.a0_a,
                                    (0.0, FIRST_SHELL_CUT), (FIRST_SHELL_CUT, SECOND_SHELL_CUT))
     # a bond the lattice has too, turned little, keeps the lattice's direction: the strain turns it by
     # ~1e-3, and the exact directions keep K_s's zeros (a third of the non-zeros: as cheap to solve
@@ -191,17 +192,18 @@ def lattice_directions(found: Bonds, lattice: Bonds, min_cos: float = 0.99) -> B
 
 
 def position_bonds(positions_a: np.ndarray, occupancy: np.ndarray, periodic: Sequence[bool],
-                   box_lengths_a: np.ndarray | None, a0_a: float,
+                   box_lengths_a: np.ndarray, a0_a: float,
                    *ranges: tuple[float, float]) -> tuple[Bonds, ...]:
     """Pairs (i < j) of occupied sites whose distance (nearest image across periodic axes) lies in
-    each [lo a0, hi a0) of ``ranges``, with unit vectors from i to j: one (i, j, unit) per range."""
+    each [lo a0, hi a0) of ``ranges``, with unit vectors from i to j: one (i, j, unit) per range.
+    ``box_lengths_a`` (3,) Å is read along the periodic axes only."""
     from scipy.spatial import cKDTree
 
     sites = np.flatnonzero(occupancy)
     x = np.asarray(positions_a, float)[sites]
     wraps = np.asarray(periodic, bool)
     reach = max(hi for _, hi in ranges) * a0_a
-    lengths = np.where(wraps, np.asarray(box_lengths_a if box_lengths_a is not None else np.ones(3), float), 0.0)
+    lengths = np.where(wraps, np.asarray(box_lengths_a, float), 0.0)
     lo = x.min(axis=0)
     # a torus along every axis: the box's own length where periodic, one wide enough never to wrap elsewhere
     size = np.where(wraps, lengths, x.max(axis=0) - lo + 2 * reach + 1.0)
@@ -233,7 +235,9 @@ def floppy_sites(structure: Structure, occupancy: np.ndarray, first_shell: Bonds
     """(n_sites,) bool: occupied sites whose first-shell bonds (``first_shell``, or the lattice's)
     lie in a plane or a line (smallest eigenvalue of Σ n nᵀ below FLOPPY_EIGENVALUE), including
     atoms with < 3 bonds."""
-    i, j, unit = network_bonds(structure, occupancy)[0] if first_shell is None else first_shell
+    from .engine_harmonic import bonds
+
+    i, j, unit = bonds(structure, occupancy, 1) if first_shell is None else first_shell
     outer = unit[:, :, None] * unit[:, None, :]
     spread = np.zeros((structure.n_sites, 3, 3))
     np.add.at(spread, i, outer)

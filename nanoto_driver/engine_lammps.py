@@ -517,8 +517,7 @@ class LammpsEngine:
         key = (*_design_key(structure, occupancy), digest)
         if self._preconditioner[0] != key:
             self._preconditioner = (None, None)  # free the old hierarchy before building the new one
-            self._preconditioner = (key, coarse.SpringPreconditioner(structure, occupancy, positions_a=where,
-                                                                      box_lengths_a=self._box_lengths()))
+            self._preconditioner = (key, coarse.SpringPreconditioner(structure, occupancy, positions_a=where))
         full = np.zeros((structure.n_sites, 3))
         full[ids - 1] = forces
         return self._preconditioner[1].direction(full)[ids - 1]

@@ -108,7 +108,7 @@ def test_the_network_of_positions_is_the_lattice_network_on_the_lattice_and_foll
     x = s.positions_a * np.array([1.002, 1.0, 1.0])  # strained along the beam: bonds turn by ~1e-3
     # LAMMPS keeps coordinates inside the box along a periodic axis: shift and wrap them there
     x[:, 2] = lo[2] + np.mod(x[:, 2] + 1.0 - lo[2], (hi - lo)[2]) - 1.0
-    lattice, positions = network_bonds(s, occ), network_bonds(s, occ, x, hi - lo)
+    lattice, positions = network_bonds(s, occ), network_bonds(s, occ, x)
     for a, b in zip(lattice, positions, strict=True):
         assert _pair_set(a) == _pair_set(b) and len(a[0]) > 0
     # the bonds the lattice has keep its exact directions: the same matrix, the same zeros
@@ -120,7 +120,7 @@ def test_the_network_of_positions_is_the_lattice_network_on_the_lattice_and_foll
     target = empty[np.argmin(np.linalg.norm(s.positions_a[empty] - s.positions_a[atom], axis=1))]
     moved = s.positions_a.copy()
     moved[atom] = s.positions_a[target]
-    first = network_bonds(s, occ, moved, hi - lo)[0]
+    first = network_bonds(s, occ, moved)[0]
     pretend = occ.copy()
     pretend[atom], pretend[target] = False, True  # the lattice network of an atom on the target site
     expected = {tuple(sorted((atom if p == target else p, atom if q == target else q)))
